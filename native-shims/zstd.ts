@@ -1,0 +1,140 @@
+/**
+ * zstd for the read path and the writer.
+ *
+ * Node >= 22.15 ships zstd in `node:zlib`; older runtimes (Node 20) use the `zstd-napi` native
+ * addon. Both are native libzstd: a pure-JS codec is ~10x slower and is never used here.
+ * The backend is chosen once, lazily, so commands that never touch compressed data do not load
+ * a native module.
+ */
+import * as zlib from 'node:zlib';
+import { createRequire } from 'node:module';
+
+export class ZstdError extends Error {}
+/** Thrown when the decoded output would exceed the caller's limit (a decompression bomb). */
+export class ZstdLimitError extends ZstdError {}
+
+interface ZstdBackend {
+  readonly name: string;
+  /** Decompress all frames; throw ZstdLimitError beyond maxOutput bytes. */
+  decompress(src: Uint8Array, maxOutput: number, expectedSize?: number): Buffer;
+  compress(src: Uint8Array, level: number): Buffer;
+}
+
+// Types of the parts of `node:zlib` zstd (Node >= 22.15) and `zstd-napi` we use; @types/node 20
+// does not declare them.
+interface ZlibZstd {
+  zstdDecompressSync(buf: Uint8Array, opts?: { maxOutputLength?: number }): Buffer;
+  zstdCompressSync(buf: Uint8Array, opts?: { params?: Record<number, number> }): Buffer;
+  constants: { ZSTD_c_compressionLevel: number };
+}
+interface ZstdNapiBinding {
+  DCtx: new () => {
+    decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number];
+    reset(directive: number): void;
+  };
+  compress(dst: Uint8Array, src: Uint8Array, level: number): number;
+  compressBound(size: number): number;
+  ResetDirective: { sessionOnly: number };
+}
+
+function zlibBackend(z: ZlibZstd): ZstdBackend {
+  return {
+    name: 'node:zlib',
+    decompress(src, maxOutput) {
+      try {
+        return z.zstdDecompressSync(src, { maxOutputLength: maxOutput });
+      } catch (e) {
+        if (e instanceof RangeError || (e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+          throw new ZstdLimitError(`zstd output exceeds ${maxOutput} bytes`);
+        }
+        throw new ZstdError(`zstd: ${(e as Error).message}`);
+      }
+    },
+    compress(src, level) {
+      return z.zstdCompressSync(src, { params: { [z.constants.ZSTD_c_compressionLevel]: level } });
+    },
+  };
+}
+
+function napiBackend(b: ZstdNapiBinding): ZstdBackend {
+  let dctx: InstanceType<ZstdNapiBinding['DCtx']> | undefined;
+  return {
+    name: 'zstd-napi',
+    decompress(src, maxOutput, expectedSize) {
+      dctx ??= new b.DCtx();
+      dctx.reset(b.ResetDirective.sessionOnly);
+      // Decode straight into one buffer; when the caller knows the size (chunks: the index says
+      // it) one pass suffices. One spare byte lets us notice output beyond the limit.
+      let cap = Math.min(maxOutput + 1, Math.max(expectedSize !== undefined ? expectedSize + 1 : src.length * 4, 64 * 1024));
+      let out = Buffer.allocUnsafe(cap);
+      let written = 0;
+      let read = 0;
+      try {
+        for (;;) {
+          if (written === out.length) {
+            if (out.length > maxOutput) throw new ZstdLimitError(`zstd output exceeds ${maxOutput} bytes`);
+            cap = Math.min(maxOutput + 1, out.length * 2);
+            const bigger = Buffer.allocUnsafe(cap);
+            out.copy(bigger, 0, 0, written);
+            out = bigger;
+          }
+          const [ret, w, r] = dctx.decompressStream(out.subarray(written), src.subarray(read));
+          written += w;
+          read += r;
+          if (written > maxOutput) throw new ZstdLimitError(`zstd output exceeds ${maxOutput} bytes`);
+          // ret === 0: a frame ended and is fully flushed; more frames may follow.
+          if (ret === 0 && read === src.length) break;
+          if (written < out.length && read === src.length) throw new ZstdError('zstd: truncated frame');
+          if (w === 0 && r === 0 && written < out.length) throw new ZstdError('zstd: decoder made no progress');
+        }
+      } catch (e) {
+        dctx = undefined; // a failed context may hold state; start clean next time
+        if (e instanceof ZstdError) throw e;
+        throw new ZstdError(`zstd: ${(e as Error).message}`);
+      }
+      return out.subarray(0, written);
+    },
+    compress(src, level) {
+      const dst = Buffer.allocUnsafe(b.compressBound(src.length));
+      const n = b.compress(dst, src, level);
+      return dst.subarray(0, n);
+    },
+  };
+}
+
+let backend: ZstdBackend | undefined;
+
+function loadBackend(): ZstdBackend {
+  if (backend) return backend;
+  const z = zlib as unknown as Partial<ZlibZstd>;
+  if (process.env.PBSFS_ZSTD !== 'napi' && typeof z.zstdDecompressSync === 'function') {
+    backend = zlibBackend(z as ZlibZstd);
+    return backend;
+  }
+  const require = createRequire(import.meta.url);
+  try {
+    backend = napiBackend(require('zstd-napi/binding') as ZstdNapiBinding);
+  } catch (e) {
+    throw new ZstdError(
+      `no zstd implementation: this Node (${process.version}) has no built-in zstd and the zstd-napi addon did not load (${(e as Error).message}); run scripts/setup.sh`,
+    );
+  }
+  return backend;
+}
+
+export function zstdBackendName(): string {
+  return loadBackend().name;
+}
+
+/**
+ * Decompresses every zstd frame in `src`. Frames without a content size are fine.
+ * @param maxOutput refuse output beyond this many bytes (decompression bomb guard)
+ * @param expectedSize a hint for the output buffer size, when the caller knows it
+ */
+export function zstdDecompress(src: Uint8Array, maxOutput: number, expectedSize?: number): Buffer {
+  return loadBackend().decompress(src, maxOutput, expectedSize);
+}
+
+export function zstdCompress(src: Uint8Array, level = 1): Buffer {
+  return loadBackend().compress(src, level);
+}

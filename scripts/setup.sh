@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# pbsfs setup: system packages, npm dependencies and the build. Idempotent: run it as often as
+# you like; it installs only what is missing.
+#
+#   fuse, libfuse2   FUSE 2 userspace (fusermount) and the library fuse-native binds to.
+#                    Debian's fuse and fuse3 conflict; we use fuse (2.x) for fusermount.
+#   attr, acl        getfattr/getfacl, used by the end-to-end tests to read xattrs and ACLs.
+#   e2fsprogs, dosfstools  mkfs.ext4 / mkfs.vfat for the disk images of the demo and tests.
+#   python3, make, g++     build tools for zstd-napi on Node < 22.15 (no built-in zstd there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+for pkg in fuse libfuse2 attr acl e2fsprogs dosfstools python3 make g++ kmod; do
+  have_pkg "$pkg" || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing system packages: ${need[*]} (run this script as root, or install them)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# FUSE needs its device node; containers sometimes lack it although the kernel module exists.
+if [ ! -e /dev/fuse ] && [ "$(id -u)" -eq 0 ]; then
+  modprobe fuse 2>/dev/null || true
+  [ -e /dev/fuse ] || mknod -m 666 /dev/fuse c 10 229 2>/dev/null || true
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run build --silent
+echo "setup: done ($(node --version), $(node -e "import('./dist/native-shims/zstd.js').then(m=>console.log('zstd via '+m.zstdBackendName()))"))"
