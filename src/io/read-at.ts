@@ -1,0 +1,84 @@
+/**
+ * Random access to a byte stream: the seam between the layers. A local file, a buffer, and the
+ * decoded stream behind a fixed or dynamic index all implement it; the pxar accessor and the VFS
+ * read through it without knowing which.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { FormatError, fromSystemError } from '../errors.js';
+
+export interface ReadAt {
+  /** Name used in error messages (archive or file name). */
+  readonly name: string;
+  /** Total length of the stream in bytes. */
+  readonly size: number;
+  /**
+   * Returns the bytes [offset, offset + length) clipped to `size` (shorter only at the end of
+   * the stream). Implementations verify what they return; they never return unverified bytes.
+   */
+  readAt(offset: number, length: number): Promise<Buffer>;
+}
+
+/** Reads exactly `length` bytes or throws a FormatError naming the stream (truncated input). */
+export async function readExact(src: ReadAt, offset: number, length: number, what = 'data'): Promise<Buffer> {
+  if (offset < 0 || length < 0 || offset + length > src.size) {
+    throw new FormatError(`${what} [${offset}..${offset + length}) lies outside the stream (size ${src.size})`, {
+      file: src.name,
+      offset,
+    });
+  }
+  const b = await src.readAt(offset, length);
+  if (b.length !== length) {
+    throw new FormatError(`short read of ${what}: wanted ${length} bytes, got ${b.length}`, { file: src.name, offset });
+  }
+  return b;
+}
+
+export class BufferReadAt implements ReadAt {
+  readonly size: number;
+  constructor(
+    readonly name: string,
+    private readonly buf: Buffer,
+  ) {
+    this.size = buf.length;
+  }
+  async readAt(offset: number, length: number): Promise<Buffer> {
+    const start = Math.max(0, Math.min(offset, this.size));
+    return this.buf.subarray(start, Math.min(this.size, start + Math.max(0, length)));
+  }
+}
+
+/** A local file opened read-only. */
+export class FileReadAt implements ReadAt {
+  private constructor(
+    readonly name: string,
+    readonly size: number,
+    private readonly fh: FileHandle,
+  ) {}
+
+  static async open(path: string, name = path): Promise<FileReadAt> {
+    try {
+      const fh = await open(path, 'r');
+      const st = await fh.stat();
+      return new FileReadAt(name, st.size, fh);
+    } catch (e) {
+      throw fromSystemError(e, name, 'cannot open');
+    }
+  }
+
+  async readAt(offset: number, length: number): Promise<Buffer> {
+    const start = Math.max(0, Math.min(offset, this.size));
+    const n = Math.min(this.size - start, Math.max(0, length));
+    const buf = Buffer.allocUnsafe(n);
+    let got = 0;
+    while (got < n) {
+      const { bytesRead } = await this.fh.read(buf, got, n - got, start + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
