@@ -1,0 +1,125 @@
+/**
+ * What every command shares: the global options (mirroring proxmox-backup-client), output in
+ * text/json/json-pretty, and one error policy: a PbsfsError prints its one-sentence message on
+ * stderr and exits with its code (>= 2); anything else is a bug and says so (stack with --debug).
+ */
+import type { Command } from 'commander';
+import { isPbsfsError, UsageError } from '../errors.js';
+
+export type OutputFormat = 'text' | 'json' | 'json-pretty';
+
+export interface GlobalOptions {
+  /** Local datastore directory (from --repository or PBS_REPOSITORY). */
+  repository: string | undefined;
+  /** Namespace, `a/b` form; undefined = root namespace. */
+  ns: string | undefined;
+  keyfile: string | undefined;
+  masterKeyfile: string | undefined;
+  outputFormat: OutputFormat;
+  debug: boolean;
+}
+
+const FORMATS: readonly OutputFormat[] = ['text', 'json', 'json-pretty'];
+
+/** Declares the global options on the root program. */
+export function addGlobalOptions(program: Command): Command {
+  return program
+    .option('--repository <path>', 'datastore directory (env PBS_REPOSITORY)')
+    .option('--ns <namespace>', 'namespace, e.g. dev or dev/sub')
+    .option('--keyfile <file>', 'encryption key file (passphrase from PBS_ENCRYPTION_PASSWORD[_FILE|_FD|_CMD] or a prompt)')
+    .option('--master-keyfile <pem>', 'RSA master private key: recover the key from the snapshot (rsa-encrypted.key.blob)')
+    .option('--output-format <format>', 'text, json or json-pretty', 'text')
+    .option('--debug', 'show stack traces on errors', false);
+}
+
+/** The global options as seen from any (sub)command. */
+export function globalOptions(cmd: Command): GlobalOptions {
+  const o = cmd.optsWithGlobals() as Record<string, unknown>;
+  const fmt = String(o.outputFormat ?? 'text') as OutputFormat;
+  if (!FORMATS.includes(fmt)) throw new UsageError(`--output-format must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(fmt)}`);
+  if (o.keyfile !== undefined && o.masterKeyfile !== undefined) {
+    throw new UsageError('give either --keyfile or --master-keyfile, not both');
+  }
+  const repo = (o.repository as string | undefined) ?? process.env.PBS_REPOSITORY;
+  return {
+    repository: repo === '' ? undefined : repo,
+    ns: normaliseNs(o.ns as string | undefined),
+    keyfile: o.keyfile as string | undefined,
+    masterKeyfile: o.masterKeyfile as string | undefined,
+    outputFormat: fmt,
+    debug: Boolean(o.debug),
+  };
+}
+
+function normaliseNs(ns: string | undefined): string | undefined {
+  if (ns === undefined) return undefined;
+  const t = ns.replace(/^\/+|\/+$/g, '');
+  return t === '' ? undefined : t;
+}
+
+/**
+ * The datastore directory. Only local paths are supported: a `user@host:store` repository string
+ * (a PBS server) is refused with a clear message.
+ */
+export function requireRepository(g: GlobalOptions): string {
+  const r = g.repository;
+  if (r === undefined) throw new UsageError('no datastore given: use --repository PATH or set PBS_REPOSITORY');
+  if (!r.startsWith('/') && !r.startsWith('.') && /^[^/]*:/.test(r)) {
+    throw new UsageError(`repository ${JSON.stringify(r)} names a PBS server; pbsfs reads local datastore directories (give a path)`);
+  }
+  return r;
+}
+
+/** Prints `value` as JSON, or calls `text()` for the human form. */
+export function printResult(g: GlobalOptions, value: unknown, text: () => string): void {
+  if (g.outputFormat === 'json') process.stdout.write(JSON.stringify(value) + '\n');
+  else if (g.outputFormat === 'json-pretty') process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+  else {
+    const t = text();
+    if (t !== '') process.stdout.write(t.endsWith('\n') ? t : t + '\n');
+  }
+}
+
+/** Prints an aligned text table (first row = header). */
+export function renderTable(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
+}
+
+let debugMode = false;
+
+/** Reports an error the way every command does and returns the exit code. */
+export function reportError(e: unknown): number {
+  if (isPbsfsError(e)) {
+    process.stderr.write(`pbsfs: ${e.message}\n`);
+    if (debugMode && e.stack) process.stderr.write(e.stack + '\n');
+    return e.exitCode;
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`pbsfs: internal error: ${msg}\n`);
+  if (debugMode && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
+  else process.stderr.write('pbsfs: (run with --debug for details)\n');
+  return 1;
+}
+
+/**
+ * Wraps a command action: runs it, maps errors to one line on stderr and the right exit code.
+ * The action receives the commander arguments as usual; the last one is the Command itself.
+ */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<void> | void): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    const cmd = args[args.length - 1] as Command | undefined;
+    try {
+      if (cmd && typeof cmd.optsWithGlobals === 'function') debugMode = Boolean(cmd.optsWithGlobals().debug);
+      await fn(...args);
+    } catch (e) {
+      process.exitCode = reportError(e);
+    }
+  };
+}
+
+/** True when the command's output goes to a terminal (progress bars only then). */
+export function isInteractive(stream: NodeJS.WriteStream = process.stderr): boolean {
+  return Boolean(stream.isTTY) && process.env.CI !== 'true';
+}
