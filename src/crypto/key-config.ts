@@ -246,10 +246,19 @@ export function keyTimestampNow(): string {
  */
 export async function createKeyConfig(
   key: Uint8Array,
-  opts: { kdf: KdfName; passphrase?: string; hint?: string; created?: string },
+  opts: {
+    kdf: KdfName;
+    passphrase?: string;
+    hint?: string;
+    created?: string;
+    /** For reproducible output (tests, spec examples) only; normally random / now. */
+    modified?: string;
+    salt?: Uint8Array;
+    iv?: Uint8Array;
+  },
 ): Promise<KeyConfig> {
   if (key.length !== KEY_SIZE) throw new CryptoError(`an encryption key must be ${KEY_SIZE} bytes, got ${key.length}`);
-  const now = keyTimestampNow();
+  const now = opts.modified ?? keyTimestampNow();
   const created = opts.created ?? now;
   const fingerprint = formatFingerprint(CryptConfig.fromKey(key).fingerprint);
   if (opts.kdf === 'none') {
@@ -257,11 +266,14 @@ export async function createKeyConfig(
     return { kdf: null, created, modified: now, data: Buffer.from(key).toString('base64'), fingerprint };
   }
   if (opts.passphrase === undefined) throw new UsageError(`--kdf ${opts.kdf} needs a passphrase`);
-  const salt = randomBytes(32).toString('base64');
+  if (Buffer.byteLength(opts.passphrase, 'utf8') < MIN_PASSPHRASE_BYTES) {
+    throw new UsageError(`the passphrase is too short (at least ${MIN_PASSPHRASE_BYTES} bytes)`);
+  }
+  const salt = Buffer.from(opts.salt ?? randomBytes(32)).toString('base64');
   const kdf: Exclude<Kdf, null> =
     opts.kdf === 'scrypt' ? { Scrypt: { n: 65536, r: 8, p: 1, salt } } : { PBKDF2: { iter: 65535, salt } };
-  const wrap = await deriveWrappingKey(kdf, opts.passphrase, 'new key');
-  const { iv, tag, ciphertext } = aesGcmEncrypt(wrap, key);
+  const wrap = await deriveWrappingKey(kdf, opts.passphrase, 'new key file');
+  const { iv, tag, ciphertext } = aesGcmEncrypt(wrap, key, opts.iv);
   const kc: KeyConfig = {
     kdf,
     created,

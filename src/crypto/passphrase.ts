@@ -22,6 +22,8 @@ export interface GetPassphraseOptions {
   confirm?: boolean;
   /** Prefix of the environment variables; default "PBS_ENCRYPTION_PASSWORD". */
   envPrefix?: string;
+  /** Whether a terminal prompt may be used; default: stdin is a TTY. */
+  interactive?: boolean;
 }
 
 export async function getPassphrase(opts: GetPassphraseOptions = {}): Promise<string> {
@@ -51,7 +53,7 @@ export async function getPassphrase(opts: GetPassphraseOptions = {}): Promise<st
   const cmdVar = env[`${name}_CMD`];
   if (cmdVar !== undefined) return firstLine(runCommand(cmdVar, `${name}_CMD`), `${name}_CMD`);
 
-  if (process.stdin.isTTY) {
+  if (opts.interactive ?? process.stdin.isTTY === true) {
     const prompt = opts.prompt ?? 'Encryption Key Password: ';
     const first = await promptHidden(prompt);
     if (opts.confirm) {
