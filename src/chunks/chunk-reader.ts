@@ -1,0 +1,169 @@
+/**
+ * Verified chunk plaintext, by digest: fetch from a ChunkStore, check (CRC, GCM tag, digest,
+ * crypt mode, exact size), decrypt, decompress, and keep the result in a byte-bounded LRU cache.
+ *
+ * Concurrent requests for one chunk share a single fetch+decode (single-flight); a failure is
+ * handed to every waiter and then forgotten, so a retry starts afresh. Decoding goes through an
+ * injectable ChunkDecoder so it can later move to a worker pool without touching the callers.
+ */
+import { LRUCache } from 'lru-cache';
+import { decodeBlob, type BlobCryptMode } from '../blob/data-blob.js';
+import type { CryptConfig } from '../crypto/crypt-config.js';
+import { IntegrityError } from '../errors.js';
+import { chunkRelPath, type ChunkStore } from '../store/chunk-store.js';
+
+export interface ChunkRequest {
+  /** 32-byte chunk digest (index entry). */
+  digest: Buffer;
+  /** Exact plaintext length, from the index range. */
+  expectedSize: number;
+  /** Crypt mode the index demands of its chunks (spec 2.6): 'encrypt' or 'none'. */
+  cryptMode: BlobCryptMode;
+}
+
+export interface ChunkDecodeJob extends ChunkRequest {
+  /** Name for messages: the chunk path inside the datastore. */
+  name: string;
+  crypt?: CryptConfig;
+}
+
+/**
+ * Turns the raw blob bytes of one chunk into verified plaintext or throws a typed error. Pure
+ * function of its inputs: safe to run in a worker thread (crypt would then travel as key bytes).
+ */
+export type ChunkDecoder = (raw: Buffer, job: ChunkDecodeJob) => Buffer | Promise<Buffer>;
+
+/** In-process decoding with every check decodeBlob offers. */
+export const inlineChunkDecoder: ChunkDecoder = (raw, job) =>
+  decodeBlob(raw, {
+    name: job.name,
+    ...(job.crypt !== undefined ? { crypt: job.crypt } : {}),
+    expectedCryptMode: job.cryptMode,
+    expectedDigest: job.digest,
+    expectedSize: job.expectedSize,
+    maxSize: job.expectedSize,
+    checkCrc: true,
+  });
+
+/** Counters, readable at any time (the mount and `verify` print them). */
+export interface ChunkReaderStats {
+  /** Chunks fetched from the store (cache misses that reached the store). */
+  chunksFetched: number;
+  /** Raw (encoded) bytes fetched from the store. */
+  bytesFetched: number;
+  /** Plaintext bytes produced by decoding. */
+  bytesDecoded: number;
+  /** Requests answered from the cache. */
+  cacheHits: number;
+  /** Requests that started a fetch. */
+  cacheMisses: number;
+  /** Requests that joined a fetch already in flight. */
+  inflightJoins: number;
+  /** Fetches or decodes that failed. */
+  errors: number;
+}
+
+export interface ChunkReaderOptions {
+  crypt?: CryptConfig;
+  /** Cache bound in plaintext bytes; 0 disables caching. Default 128 MiB. */
+  cacheBytes?: number;
+  decoder?: ChunkDecoder;
+}
+
+export const DEFAULT_CACHE_BYTES = 128 * 1024 * 1024;
+
+export class ChunkReader {
+  readonly stats: ChunkReaderStats = {
+    chunksFetched: 0,
+    bytesFetched: 0,
+    bytesDecoded: 0,
+    cacheHits: 0,
+    cacheMisses: 0,
+    inflightJoins: 0,
+    errors: 0,
+  };
+  readonly crypt: CryptConfig | undefined;
+  private readonly cache: LRUCache<string, Buffer> | undefined;
+  private readonly inflight = new Map<string, Promise<Buffer>>();
+  private readonly decoder: ChunkDecoder;
+
+  constructor(
+    readonly store: ChunkStore,
+    opts: ChunkReaderOptions = {},
+  ) {
+    this.crypt = opts.crypt;
+    this.decoder = opts.decoder ?? inlineChunkDecoder;
+    const cacheBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
+    if (cacheBytes > 0) {
+      this.cache = new LRUCache<string, Buffer>({
+        maxSize: cacheBytes,
+        // Count what the entry keeps alive; never 0 (lru-cache requires a positive size).
+        sizeCalculation: (b) => Math.max(1, b.byteLength),
+      });
+    }
+  }
+
+  /** Plaintext bytes currently held by the cache (never above the bound). */
+  get cachedBytes(): number {
+    return this.cache?.calculatedSize ?? 0;
+  }
+
+  /**
+   * The verified plaintext of a chunk. The returned buffer is shared with the cache and other
+   * callers: treat it as read-only.
+   */
+  get(req: ChunkRequest): Promise<Buffer> {
+    // The crypt mode is part of the key: a digest verified as an encrypted chunk says nothing
+    // about a request that expects an unencrypted one (spec 2.6), and vice versa.
+    const key = (req.cryptMode === 'encrypt' ? 'e' : 'n') + req.digest.toString('hex');
+    const hit = this.cache?.get(key);
+    if (hit !== undefined) {
+      this.stats.cacheHits++;
+      return this.checkCachedSize(hit, req);
+    }
+    const pending = this.inflight.get(key);
+    if (pending !== undefined) {
+      this.stats.inflightJoins++;
+      return pending.then((b) => this.checkCachedSize(b, req));
+    }
+    this.stats.cacheMisses++;
+    const p = this.fetchAndDecode(req).finally(() => this.inflight.delete(key));
+    this.inflight.set(key, p);
+    return p.then((plain) => {
+      this.cache?.set(key, plain);
+      return plain;
+    });
+  }
+
+  /** Fetches and decodes without touching the cache (used by verify). */
+  async fetchAndDecode(req: ChunkRequest): Promise<Buffer> {
+    try {
+      const raw = await this.store.get(req.digest);
+      this.stats.chunksFetched++;
+      this.stats.bytesFetched += raw.length;
+      const plain = await this.decoder(raw, {
+        ...req,
+        name: chunkRelPath(req.digest),
+        ...(this.crypt !== undefined ? { crypt: this.crypt } : {}),
+      });
+      this.stats.bytesDecoded += plain.length;
+      return plain;
+    } catch (e) {
+      this.stats.errors++;
+      throw e;
+    }
+  }
+
+  /**
+   * One digest names one plaintext, so a cached or shared chunk already has the right length
+   * unless two indexes disagree about it; such an index is wrong, and its reader must fail.
+   */
+  private checkCachedSize(plain: Buffer, req: ChunkRequest): Promise<Buffer> {
+    if (plain.length === req.expectedSize) return Promise.resolve(plain);
+    return Promise.reject(
+      new IntegrityError(`chunk is ${plain.length} bytes but the index expects ${req.expectedSize}`, {
+        file: chunkRelPath(req.digest),
+      }),
+    );
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * One snapshot, opened for reading: the manifest is read and checked first (right snapshot,
+ * key fingerprint, signature), then archives are opened by name. Every index is checked against
+ * its manifest entry (csum, size) when opened; every blob's SHA-256 and size when read.
+ */
+import { createHash } from 'node:crypto';
+import { ENCRYPTED_HEADER_SIZE, MAX_BLOB_SIZE, decodeBlob, parseBlobHeader } from '../blob/data-blob.js';
+import { ChunkReader, DEFAULT_CACHE_BYTES } from '../chunks/chunk-reader.js';
+import { formatFingerprint, type CryptConfig } from '../crypto/crypt-config.js';
+import { CryptoError, FormatError, IntegrityError, NotFoundError, isPbsfsError } from '../errors.js';
+import { checkIndexAgainstManifest, type ChunkIndex } from '../index/chunk-index.js';
+import { IndexReadAt } from '../index/index-read-at.js';
+import { parseIndex } from '../index/parse-index.js';
+import {
+  MANIFEST_BLOB_NAME,
+  MAX_MANIFEST_BYTES,
+  checkManifestKey,
+  decodeManifestBlob,
+  findManifestFile,
+  type Manifest,
+  type ManifestFile,
+  type ManifestKeyCheck,
+} from '../manifest/manifest.js';
+import { formatSnapshotRef, snapshotRelPath, type Namespace, type SnapshotRef } from '../store/backup-ref.js';
+import type { Datastore } from '../store/datastore.js';
+
+/** Index files are 32-40 bytes per chunk; 1 GiB covers a multi-terabyte archive at 64 KiB chunks. */
+export const MAX_INDEX_BYTES = 1024 * 1024 * 1024;
+
+export interface OpenSnapshotOptions {
+  crypt?: CryptConfig;
+  /** Chunk cache bound in bytes (default 128 MiB); used when the shared reader is created. */
+  cacheBytes?: number;
+  /** Use this reader instead of the datastore's shared one. */
+  chunkReader?: ChunkReader;
+}
+
+export interface OpenedIndex {
+  index: ChunkIndex;
+  readAt: IndexReadAt;
+  entry: ManifestFile;
+}
+
+/** How a file-level archive is stored: one `.pxar.didx`, or a split `.mpxar.didx` + `.ppxar.didx`. */
+export type PxarLayout =
+  | { kind: 'single'; archive: string }
+  | { kind: 'split'; meta: string; payload: string };
+
+const readers = new WeakMap<Datastore, Map<string, ChunkReader>>();
+
+/**
+ * One ChunkReader (and so one cache) per datastore and key: snapshots of the same datastore
+ * share chunks (deduplication), so they share the cache too.
+ */
+export function sharedChunkReader(ds: Datastore, crypt: CryptConfig | undefined, cacheBytes = DEFAULT_CACHE_BYTES): ChunkReader {
+  let byKey = readers.get(ds);
+  if (!byKey) {
+    byKey = new Map();
+    readers.set(ds, byKey);
+  }
+  const k = crypt ? crypt.fingerprint.toString('hex') : 'none';
+  let r = byKey.get(k);
+  if (!r) {
+    r = new ChunkReader(ds.chunkStore, { ...(crypt ? { crypt } : {}), cacheBytes });
+    byKey.set(k, r);
+  }
+  return r;
+}
+
+/** Server file names an archive name may stand for, most specific first. */
+function candidateNames(name: string): string[] {
+  if (/\.(fidx|didx|blob)$/.test(name)) return [name];
+  return [`${name}.fidx`, `${name}.didx`, `${name}.blob`];
+}
+
+export class Snapshot {
+  /** Datastore-relative directory, e.g. `ns/dev/host/testhost/2024-06-05T11:00:00Z`. */
+  readonly path: string;
+
+  private constructor(
+    readonly datastore: Datastore,
+    readonly ns: Namespace,
+    readonly ref: SnapshotRef,
+    readonly manifest: Manifest,
+    readonly keyCheck: ManifestKeyCheck,
+    readonly crypt: CryptConfig | undefined,
+    readonly chunkReader: ChunkReader,
+  ) {
+    this.path = snapshotRelPath(ns, ref);
+  }
+
+  /** Reads and checks the manifest; fails fast on a wrong key, before any chunk is read. */
+  static async open(ds: Datastore, ns: Namespace, ref: SnapshotRef, opts: OpenSnapshotOptions = {}): Promise<Snapshot> {
+    const rel = snapshotRelPath(ns, ref);
+    const manifestName = `${rel}/${MANIFEST_BLOB_NAME}`;
+    let raw: Buffer;
+    try {
+      raw = await ds.readSnapshotFile(ns, ref, MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES);
+    } catch (e) {
+      if (e instanceof NotFoundError) {
+        if (await ds.hasSnapshot(ns, ref)) {
+          throw new NotFoundError('snapshot is incomplete (no index.json.blob: backup still running or aborted)', {
+            file: rel,
+            cause: e,
+          });
+        }
+        const where = ns.length ? ` in namespace ${ns.join('/')}` : '';
+        throw new NotFoundError(`no such snapshot${where}`, { file: formatSnapshotRef(ref), cause: e });
+      }
+      throw e;
+    }
+    const manifest = decodeManifestBlob(raw, manifestName);
+    if (manifest.backupType !== ref.type || manifest.backupId !== ref.id || manifest.backupTime !== ref.time) {
+      const says = formatSnapshotRef({ type: manifest.backupType, id: manifest.backupId, time: manifest.backupTime });
+      throw new IntegrityError(`manifest belongs to snapshot ${says}, not to ${formatSnapshotRef(ref)}`, { file: manifestName });
+    }
+    const keyCheck = checkManifestKey(manifest, opts.crypt, manifestName);
+    const reader = opts.chunkReader ?? sharedChunkReader(ds, opts.crypt, opts.cacheBytes);
+    return new Snapshot(ds, ns, ref, manifest, keyCheck, opts.crypt, reader);
+  }
+
+  /** `TYPE/ID/TIME` of this snapshot. */
+  get refString(): string {
+    return formatSnapshotRef(this.ref);
+  }
+
+  /** The manifest entry for an archive named with or without its server extension. */
+  resolveFile(name: string): ManifestFile {
+    for (const c of candidateNames(name)) {
+      const f = findManifestFile(this.manifest, c);
+      if (f) return f;
+    }
+    const have = this.manifest.files.map((f) => f.filename).join(', ');
+    throw new NotFoundError(`snapshot has no archive ${JSON.stringify(name)} (it has: ${have || 'nothing'})`, {
+      file: this.path,
+    });
+  }
+
+  /**
+   * Which files hold a file-level archive: `root.pxar` (or `root.pxar.didx`, `root.mpxar`, ...)
+   * maps to `root.pxar.didx`, or to the split pair `root.mpxar.didx` + `root.ppxar.didx`.
+   */
+  pxarLayout(name: string): PxarLayout {
+    const label = name.replace(/\.didx$/, '').replace(/\.(pxar|mpxar|ppxar)$/, '');
+    const has = (f: string): boolean => findManifestFile(this.manifest, f) !== undefined;
+    const single = `${label}.pxar.didx`;
+    const meta = `${label}.mpxar.didx`;
+    const payload = `${label}.ppxar.didx`;
+    if (has(single)) return { kind: 'single', archive: single };
+    if (has(meta) && has(payload)) return { kind: 'split', meta, payload };
+    if (has(meta) || has(payload)) {
+      throw new FormatError(`split archive ${label} is incomplete: needs both ${meta} and ${payload}`, { file: this.path });
+    }
+    throw new NotFoundError(`snapshot has no file archive ${JSON.stringify(name)}`, { file: this.path });
+  }
+
+  /** Fails (before any chunk is read) when an encrypted file is read without a key. */
+  private requireKey(filename: string): void {
+    if (this.crypt !== undefined) return;
+    const fp = this.keyCheck.keyFingerprint;
+    throw new CryptoError(
+      fp !== undefined
+        ? `${filename} was encrypted with key ${formatFingerprint(fp, 'short')}; give --keyfile`
+        : `${filename} is encrypted; give --keyfile`,
+      { file: `${this.path}/${filename}` },
+    );
+  }
+
+  /** Parses an index and checks it against the manifest; no key needed, no chunk read. */
+  async loadIndex(name: string): Promise<{ index: ChunkIndex; entry: ManifestFile }> {
+    const entry = this.resolveFile(name);
+    if (entry.filename.endsWith('.blob')) {
+      throw new FormatError(`${entry.filename} is a blob, not an index archive`, { file: this.path });
+    }
+    const raw = await this.datastore.readSnapshotFile(this.ns, this.ref, entry.filename, MAX_INDEX_BYTES);
+    const index = parseIndex(raw, `${this.path}/${entry.filename}`);
+    checkIndexAgainstManifest(index, entry);
+    return { index, entry };
+  }
+
+  /** Opens an index archive for random access (`drive-scsi0.img`, `root.pxar.didx`, ...). */
+  async openIndex(name: string): Promise<OpenedIndex> {
+    const entry = this.resolveFile(name);
+    if (entry.cryptMode === 'encrypt') this.requireKey(entry.filename);
+    const { index } = await this.loadIndex(entry.filename);
+    const readAt = new IndexReadAt(index, this.chunkReader, entry.cryptMode === 'encrypt' ? 'encrypt' : 'none');
+    return { index, readAt, entry };
+  }
+
+  /** Raw bytes of a blob file, checked against the manifest (size and SHA-256). */
+  async readRawBlob(name: string): Promise<{ raw: Buffer; entry: ManifestFile }> {
+    const entry = this.resolveFile(name);
+    if (!entry.filename.endsWith('.blob')) {
+      throw new FormatError(`${entry.filename} is an index archive, not a blob`, { file: this.path });
+    }
+    const file = `${this.path}/${entry.filename}`;
+    const raw = await this.datastore.readSnapshotFile(this.ns, this.ref, entry.filename, MAX_BLOB_SIZE + ENCRYPTED_HEADER_SIZE);
+    if (raw.length !== entry.size) {
+      throw new IntegrityError(`blob is ${raw.length} bytes but the manifest says ${entry.size}`, { file });
+    }
+    const sum = createHash('sha256').update(raw).digest('hex');
+    if (sum !== entry.csum) {
+      throw new IntegrityError(`blob SHA-256 ${sum} does not match the manifest's ${entry.csum}`, { file });
+    }
+    return { raw, entry };
+  }
+
+  /**
+   * A blob's decoded contents. As upstream does, the blob's own magic decides whether it is
+   * encrypted (rsa-encrypted.key.blob is listed as `encrypt` but holds RSA ciphertext in a
+   * plain blob, and must be readable without the key).
+   */
+  async readBlob(name: string): Promise<Buffer> {
+    const { raw, entry } = await this.readRawBlob(name);
+    const file = `${this.path}/${entry.filename}`;
+    const header = parseBlobHeader(raw, file);
+    if (header.encrypted) this.requireKey(entry.filename);
+    try {
+      return decodeBlob(raw, { name: file, ...(this.crypt ? { crypt: this.crypt } : {}), checkCrc: true });
+    } catch (e) {
+      if (isPbsfsError(e)) throw e;
+      throw new FormatError(`cannot decode blob: ${(e as Error).message}`, { file, cause: e });
+    }
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * A PBS datastore directory, opened read-only: namespaces, groups, snapshots and snapshot files
+ * (spec 9). Directory contents are not trusted: every name is checked against the naming rules
+ * before it is joined to a path; anything else (hostile names, symlinks, `*.tmp_*`, `.bad`,
+ * unknown dot files) is skipped and reported through `onSkip`, never followed.
+ */
+import { open, readdir, stat } from 'node:fs/promises';
+import { constants, type Dirent } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { FormatError, LimitError, NotFoundError, fromSystemError } from '../errors.js';
+import {
+  BACKUP_TYPES,
+  MAX_NAMESPACE_DEPTH,
+  compareGroups,
+  groupRelPath,
+  isBackupType,
+  isValidArchiveFileName,
+  isValidBackupId,
+  namespaceRelPath,
+  parseSnapshotDirName,
+  snapshotRelPath,
+  type GroupRef,
+  type Namespace,
+  type SnapshotRef,
+} from './backup-ref.js';
+import { LocalChunkStore } from './local-chunk-store.js';
+
+export interface GroupInfo extends GroupRef {
+  ns: Namespace;
+}
+
+export interface SnapshotInfo extends SnapshotRef {
+  ns: Namespace;
+  /** False when the directory has no index.json.blob (backup running or aborted). */
+  complete: boolean;
+  /** Archive files found in the directory (validated names, regular files). */
+  files: string[];
+}
+
+/** Called for every directory entry that was ignored, with the reason. */
+export type SkipReporter = (relPath: string, reason: string) => void;
+
+const MANIFEST = 'index.json.blob';
+
+export class Datastore {
+  readonly chunkStore: LocalChunkStore;
+
+  private constructor(readonly root: string) {
+    this.chunkStore = new LocalChunkStore(root);
+  }
+
+  /** Opens a datastore directory (must contain `.chunks/`); nothing is created or locked. */
+  static async open(path: string): Promise<Datastore> {
+    const root = resolve(path);
+    try {
+      const st = await stat(root);
+      if (!st.isDirectory()) throw new FormatError('not a directory', { file: root });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new NotFoundError('datastore directory does not exist', { file: root, cause: e });
+      }
+      throw fromSystemError(e, root, 'cannot open datastore');
+    }
+    try {
+      const chunks = await stat(join(root, '.chunks'));
+      if (!chunks.isDirectory()) throw new Error('not a directory');
+    } catch (e) {
+      throw new FormatError('not a PBS datastore (no .chunks directory)', { file: root, cause: e });
+    }
+    return new Datastore(root);
+  }
+
+  /** Absolute path of a datastore-relative path built from validated names. */
+  abs(rel: string): string {
+    return rel === '' ? this.root : join(this.root, rel);
+  }
+
+  private async list(rel: string, missingOk: boolean): Promise<Dirent[]> {
+    try {
+      return await readdir(this.abs(rel), { withFileTypes: true });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (missingOk && (code === 'ENOENT' || code === 'ENOTDIR')) return [];
+      if (code === 'ENOENT') throw new NotFoundError('no such directory in the datastore', { file: rel || '.', cause: e });
+      throw fromSystemError(e, rel || '.', 'cannot list');
+    }
+  }
+
+  /** Child namespaces of `parent` (recursively, up to the depth limit), parent first excluded. */
+  async listNamespaces(parent: Namespace = [], onSkip?: SkipReporter): Promise<Namespace[]> {
+    const out: Namespace[] = [];
+    const walk = async (ns: Namespace): Promise<void> => {
+      if (ns.length >= MAX_NAMESPACE_DEPTH) return;
+      const base = namespaceRelPath(ns);
+      const rel = base ? `${base}/ns` : 'ns';
+      for (const d of sortByName(await this.list(rel, true))) {
+        if (!d.isDirectory() || !isValidBackupId(d.name)) {
+          onSkip?.(`${rel}/${d.name}`, d.isDirectory() ? 'not a valid namespace name' : 'not a directory');
+          continue;
+        }
+        const child = [...ns, d.name];
+        out.push(child);
+        await walk(child);
+      }
+    };
+    await walk(parent);
+    return out;
+  }
+
+  /** Backup groups in one namespace, ordered ct < host < vm, then by id. */
+  async listGroups(ns: Namespace = [], onSkip?: SkipReporter): Promise<GroupInfo[]> {
+    const base = namespaceRelPath(ns);
+    const groups: GroupInfo[] = [];
+    for (const type of BACKUP_TYPES) {
+      const rel = base ? `${base}/${type}` : type;
+      for (const d of await this.list(rel, true)) {
+        if (!d.isDirectory() || !isValidBackupId(d.name)) {
+          onSkip?.(`${rel}/${d.name}`, d.isDirectory() ? 'not a valid backup id' : 'not a directory');
+          continue;
+        }
+        groups.push({ ns, type, id: d.name });
+      }
+    }
+    return groups.sort(compareGroups);
+  }
+
+  /**
+   * Snapshots of one group (or of every group in the namespace), oldest first. A directory
+   * without a manifest is listed with complete = false.
+   */
+  async listSnapshots(ns: Namespace = [], group?: GroupRef, onSkip?: SkipReporter): Promise<SnapshotInfo[]> {
+    const groups = group ? [{ ...group, ns }] : await this.listGroups(ns, onSkip);
+    const out: SnapshotInfo[] = [];
+    for (const g of groups) {
+      if (!isBackupType(g.type) || !isValidBackupId(g.id)) continue;
+      const rel = groupRelPath(ns, g);
+      const snaps: SnapshotInfo[] = [];
+      for (const d of await this.list(rel, group !== undefined)) {
+        if (!d.isDirectory()) {
+          if (d.name !== 'owner' && d.name !== 'notes') onSkip?.(`${rel}/${d.name}`, 'unexpected file in a group');
+          continue;
+        }
+        const time = parseSnapshotDirName(d.name);
+        if (time === undefined) {
+          onSkip?.(`${rel}/${d.name}`, 'not a snapshot directory name');
+          continue;
+        }
+        const ref: SnapshotRef = { type: g.type, id: g.id, time };
+        const files = await this.listSnapshotFiles(ns, ref, onSkip);
+        snaps.push({ ...ref, ns, complete: files.includes(MANIFEST), files });
+      }
+      out.push(...snaps.sort((a, b) => a.time - b.time));
+    }
+    return out;
+  }
+
+  /** Archive files (`*.blob`, `*.fidx`, `*.didx`, regular files with safe names) of a snapshot. */
+  async listSnapshotFiles(ns: Namespace, ref: SnapshotRef, onSkip?: SkipReporter): Promise<string[]> {
+    const rel = snapshotRelPath(ns, ref);
+    const files: string[] = [];
+    for (const d of await this.list(rel, false)) {
+      if (d.isFile() && isValidArchiveFileName(d.name)) {
+        files.push(d.name);
+        continue;
+      }
+      // Expected extras that are not archives; transient and quarantine files are ignored quietly.
+      if (d.name === '.protected' || d.name.includes('.tmp_') || d.name.endsWith('.bad')) continue;
+      onSkip?.(`${rel}/${d.name}`, 'not an archive file');
+    }
+    return files.sort();
+  }
+
+  /** Whether a snapshot directory exists (complete or not). */
+  async hasSnapshot(ns: Namespace, ref: SnapshotRef): Promise<boolean> {
+    try {
+      return (await stat(this.abs(snapshotRelPath(ns, ref)))).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Reads a whole file of a snapshot, read-only, refusing anything larger than `maxBytes`.
+   * `name` must be a validated archive file name.
+   */
+  async readSnapshotFile(ns: Namespace, ref: SnapshotRef, name: string, maxBytes: number): Promise<Buffer> {
+    if (!isValidArchiveFileName(name)) throw new FormatError(`not a valid archive file name: ${JSON.stringify(name)}`);
+    const rel = `${snapshotRelPath(ns, ref)}/${name}`;
+    let fh;
+    try {
+      // O_NOFOLLOW: PBS never symlinks snapshot files; a symlink here could point anywhere.
+      fh = await open(this.abs(rel), constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new NotFoundError('file is missing from the snapshot', { file: rel, cause: e });
+      }
+      throw fromSystemError(e, rel, 'cannot open');
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new FormatError('not a regular file', { file: rel });
+      if (st.size > maxBytes) throw new LimitError(`file is ${st.size} bytes, more than the ${maxBytes}-byte limit`, { file: rel });
+      const buf = Buffer.allocUnsafe(st.size);
+      let got = 0;
+      while (got < buf.length) {
+        const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return got === buf.length ? buf : buf.subarray(0, got);
+    } catch (e) {
+      throw fromSystemError(e, rel, 'cannot read');
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+function sortByName(d: Dirent[]): Dirent[] {
+  return d.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
