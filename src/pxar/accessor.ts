@@ -1,0 +1,372 @@
+/**
+ * Random access to a pxar archive (spec §11): open the root from the goodbye tail at the end,
+ * look names up through GOODBYE tables, list directories, read file ranges, follow hardlinks.
+ *
+ * Laziness: a lookup reads, per directory on the path, its 24-byte tail, its table, and the
+ * FILENAME+ENTRY(+attrs) of the candidate children only; a listing reads the table and each
+ * child's metadata; file contents are read only when asked for. Goodbye tables and decoded entries
+ * are kept in bounded LRU caches keyed by archive offset.
+ *
+ * Safety: every position derived from the archive is checked against the stream size and against
+ * its parent's range (a child directory must lie strictly inside its parent, so descent always
+ * terminates); table sizes are bounded; names are validated; errors are typed and name the
+ * archive and the offset.
+ */
+import { LRUCache } from 'lru-cache';
+import { FormatError, LimitError, NotFoundError, UsageError } from '../errors.js';
+import type { ReadAt } from '../io/read-at.js';
+import { ContentReader, checkPayloadStream } from './content.js';
+import { FORMAT_VERSION_SIZE, GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
+import { ItemReader, decodeEntryBody, entryFromBody, readFilename, readHardlink } from './items.js';
+import { pxarHashParts } from './siphash.js';
+import type { PxarEntry } from './types.js';
+
+export interface AccessorOptions {
+  /** Decoded entries kept in memory (default 8192). */
+  cacheEntries?: number;
+  /** Bytes of goodbye tables kept in memory (default 64 MiB). */
+  cacheTableBytes?: number;
+  /** Largest accepted directory (children per GOODBYE table; default 4 Mi). */
+  maxTableEntries?: number;
+  /** Largest accepted PRELUDE (default 1 MiB). */
+  maxPreludeBytes?: number;
+}
+
+/** An opened directory: its goodbye table (records without the tail) and where things are. */
+export interface PxarDir {
+  entry: PxarEntry;
+  /** Where the tail says the directory starts (root: 0, else its ENTRY item). */
+  entryStart: number;
+  goodbyeStart: number;
+  end: number;
+  /** n records of 24 bytes: hash u64, offset u64, size u64. */
+  table: Buffer;
+  count: number;
+}
+
+const MAX_PATH_COMPONENTS = 1024;
+
+export class PxarAccessor {
+  readonly content: ContentReader;
+  private readonly tables: LRUCache<number, PxarDir>;
+  private readonly entries: LRUCache<number, PxarEntry>;
+  private readonly maxTableEntries: number;
+
+  private constructor(
+    readonly archive: ReadAt,
+    readonly payload: ReadAt | undefined,
+    readonly version: 1 | 2,
+    readonly prelude: Buffer | undefined,
+    private readonly rootEntry: PxarEntry,
+    private readonly rootDir: PxarDir,
+    opts: AccessorOptions,
+  ) {
+    this.content = new ContentReader(archive, payload);
+    this.maxTableEntries = opts.maxTableEntries ?? 4 * 1024 * 1024;
+    this.tables = new LRUCache<number, PxarDir>({
+      maxSize: Math.max(1, opts.cacheTableBytes ?? 64 * 1024 * 1024),
+      sizeCalculation: (d) => d.table.length + 64,
+    });
+    this.entries = new LRUCache<number, PxarEntry>({ max: Math.max(1, opts.cacheEntries ?? 8192) });
+  }
+
+  /** Opens an archive: `payload` is the .ppxar stream of a split (format version 2) archive. */
+  static async open(archive: ReadAt, payload?: ReadAt, opts: AccessorOptions = {}): Promise<PxarAccessor> {
+    const size = archive.size;
+    if (size < 24) throw new FormatError(`${size} bytes are too small to contain a pxar archive`, { file: archive.name, offset: 0 });
+    const r = new ItemReader(archive, 4096);
+    let pos = 0;
+    let version: 1 | 2 = 1;
+    let prelude: Buffer | undefined;
+    let h = await r.header(0, size);
+    if (h.htype === PXAR.FORMAT_VERSION) {
+      if (h.contentSize !== FORMAT_VERSION_SIZE) throw r.error(`FORMAT_VERSION content is ${h.contentSize} bytes, expected 8`, 0);
+      const v = (await r.content(h, size)).readBigUInt64LE(0);
+      if (v !== 1n && v !== 2n) throw r.error(`unknown pxar format version ${v}`, 0);
+      version = v === 2n ? 2 : 1;
+      pos = h.fullSize;
+      h = await r.header(pos, size);
+      if (h.htype === PXAR.PRELUDE) {
+        const max = opts.maxPreludeBytes ?? 1024 * 1024;
+        if (h.contentSize > max) {
+          throw new LimitError(`PRELUDE of ${h.contentSize} bytes exceeds the limit of ${max}`, { file: archive.name, offset: pos });
+        }
+        prelude = Buffer.from(await r.content(h, size));
+        pos += h.fullSize;
+        h = await r.header(pos, size);
+      }
+    }
+    if (h.htype !== PXAR.ENTRY && h.htype !== PXAR.ENTRY_V1) {
+      throw r.error(`expected the root ENTRY item, found ${pxarTypeName(h.htype)}`, pos);
+    }
+    if (payload !== undefined) {
+      if (version !== 2) throw new UsageError(`a payload stream was given for the unified archive ${archive.name}`);
+      await checkPayloadStream(payload);
+    }
+    const placeholder = {} as PxarEntry;
+    const acc0 = new PxarAccessor(archive, payload, version, prelude, placeholder, {} as PxarDir, opts);
+    // The root's tail points at the archive start (0), not at the root ENTRY (spec §7).
+    const dir = await acc0.readGoodbye(size, 0, size);
+    const body = await decodeEntryBody(r, pos, dir.goodbyeStart, version);
+    if (body.kind !== 'directory') throw r.error(`the root entry is a ${body.kind}, not a directory`, pos);
+    const root = entryFromBody(Buffer.alloc(0), -1, pos, body);
+    root.end = size;
+    dir.entry = root;
+    return new PxarAccessor(archive, payload, version, prelude, root, dir, opts);
+  }
+
+  get name(): string {
+    return this.archive.name;
+  }
+
+  root(): PxarEntry {
+    return this.rootEntry;
+  }
+
+  private error(problem: string, offset: number): FormatError {
+    return new FormatError(problem, { file: this.archive.name, offset });
+  }
+
+  /**
+   * Reads and checks the goodbye table of the directory whose GOODBYE item ends at `end`.
+   * `expectedEntryStart` is where the directory's entry is known to start; `parentLimit` bounds
+   * the whole directory.
+   */
+  private async readGoodbye(end: number, expectedEntryStart: number, parentLimit: number): Promise<PxarDir> {
+    const size = this.archive.size;
+    if (end > parentLimit || end > size || end < HEADER_SIZE + GOODBYE_ITEM_SIZE) {
+      throw this.error(`directory end ${end} lies outside its range (${parentLimit})`, end);
+    }
+    const r = new ItemReader(this.archive, GOODBYE_ITEM_SIZE);
+    const tail = await r.bytes(end - GOODBYE_ITEM_SIZE, GOODBYE_ITEM_SIZE, end, 'goodbye tail');
+    if (tail.readBigUInt64LE(0) !== PXAR.GOODBYE_TAIL_MARKER) {
+      throw this.error('no goodbye tail marker found at the end of the directory', end - GOODBYE_ITEM_SIZE);
+    }
+    const tailOffset = tail.readBigUInt64LE(8);
+    const tailSize = tail.readBigUInt64LE(16);
+    if (tailSize > BigInt(end) || tailSize < BigInt(HEADER_SIZE + GOODBYE_ITEM_SIZE)) {
+      throw this.error(`goodbye table size ${tailSize} is invalid for a directory ending at ${end}`, end - GOODBYE_ITEM_SIZE);
+    }
+    const fullSize = Number(tailSize);
+    if ((fullSize - HEADER_SIZE) % GOODBYE_ITEM_SIZE !== 0) {
+      throw this.error(`goodbye table size ${fullSize} is not 16 + a multiple of 24`, end - GOODBYE_ITEM_SIZE);
+    }
+    const goodbyeStart = end - fullSize;
+    if (tailOffset > BigInt(goodbyeStart)) {
+      throw this.error(`goodbye tail offset ${tailOffset} points before the start of the archive`, end - GOODBYE_ITEM_SIZE);
+    }
+    const entryStart = goodbyeStart - Number(tailOffset);
+    if (entryStart !== expectedEntryStart) {
+      throw this.error(
+        `goodbye tail points at ${entryStart} but the directory entry is at ${expectedEntryStart}`,
+        end - GOODBYE_ITEM_SIZE,
+      );
+    }
+    const count = (fullSize - HEADER_SIZE) / GOODBYE_ITEM_SIZE - 1;
+    if (count > this.maxTableEntries) {
+      throw new LimitError(`directory has ${count} entries, more than the limit of ${this.maxTableEntries}`, {
+        file: this.archive.name,
+        offset: goodbyeStart,
+      });
+    }
+    const item = await r.bytes(goodbyeStart, fullSize - GOODBYE_ITEM_SIZE, end, 'goodbye table');
+    if (item.readBigUInt64LE(0) !== PXAR.GOODBYE || item.readBigUInt64LE(8) !== tailSize) {
+      throw this.error(
+        `goodbye tail disagrees with the GOODBYE item header (${pxarTypeName(item.readBigUInt64LE(0))}, size ${item.readBigUInt64LE(8)})`,
+        goodbyeStart,
+      );
+    }
+    const table = Buffer.from(item.subarray(HEADER_SIZE));
+    return { entry: this.rootEntry, entryStart, goodbyeStart, end, table, count };
+  }
+
+  /** Opens a directory entry (cached by its end offset). */
+  async openDir(entry: PxarEntry): Promise<PxarDir> {
+    if (entry.kind !== 'directory') {
+      throw new UsageError(`${entry.name.toString()} is a ${entry.kind}, not a directory`, {
+        file: this.archive.name,
+        offset: entry.entryOffset,
+      });
+    }
+    if (entry.filenameOffset < 0) return this.rootDir;
+    const hit = this.tables.get(entry.end);
+    if (hit !== undefined) return hit;
+    const dir = await this.readGoodbye(entry.end, entry.entryOffset, this.archive.size);
+    dir.entry = entry;
+    this.tables.set(entry.end, dir);
+    return dir;
+  }
+
+  /** Decodes the child described by table record `idx`. */
+  private async childAt(dir: PxarDir, idx: number, r?: ItemReader): Promise<PxarEntry> {
+    const rec = idx * GOODBYE_ITEM_SIZE;
+    const recPos = dir.goodbyeStart + HEADER_SIZE + rec;
+    const off = dir.table.readBigUInt64LE(rec + 8);
+    const size = dir.table.readBigUInt64LE(rec + 16);
+    // Children lie after the directory's own ENTRY header and before its GOODBYE.
+    if (off === 0n || off > BigInt(dir.goodbyeStart - dir.entryStart - HEADER_SIZE)) {
+      throw this.error(`goodbye record offset ${off} points outside its directory`, recPos);
+    }
+    const pos = dir.goodbyeStart - Number(off);
+    const cached = this.entries.get(pos);
+    if (cached !== undefined) return cached;
+    const reader = r ?? new ItemReader(this.archive, 512);
+    const limit = dir.goodbyeStart;
+    const { name, next } = await readFilename(reader, pos, limit);
+    const h = await reader.header(next, limit);
+    let entry: PxarEntry;
+    if (h.htype === PXAR.HARDLINK) {
+      const link = await readHardlink(reader, h, limit, pos);
+      entry = {
+        kind: 'hardlink',
+        name,
+        filenameOffset: pos,
+        entryOffset: next,
+        end: next + h.fullSize,
+        metadata: undefined,
+        size: 0,
+        contentOffset: undefined,
+        payloadOffset: undefined,
+        symlinkTarget: undefined,
+        device: undefined,
+        hardlink: link,
+      };
+    } else {
+      const body = await decodeEntryBody(reader, next, limit, this.version);
+      entry = entryFromBody(name, pos, next, body);
+      if (body.kind === 'directory') {
+        // A subdirectory's recorded size is exact: it ends at its own GOODBYE's end.
+        if (size > BigInt(limit - pos) || Number(size) < body.next - pos) {
+          throw this.error(`goodbye record size ${size} of directory ${name.toString()} does not fit its parent`, recPos);
+        }
+        entry.end = pos + Number(size);
+      }
+    }
+    this.entries.set(pos, entry);
+    return entry;
+  }
+
+  /** Table indices whose hash equals `name`'s, in table order (BST descent, both sides on ties). */
+  private candidates(dir: PxarDir, name: Buffer): number[] {
+    const { lo, hi } = pxarHashParts(name);
+    const out: number[] = [];
+    const stack = [0];
+    const t = dir.table;
+    while (stack.length > 0) {
+      let i = stack.pop()!;
+      while (i < dir.count) {
+        const rhi = t.readUInt32LE(i * GOODBYE_ITEM_SIZE + 4);
+        const rlo = t.readUInt32LE(i * GOODBYE_ITEM_SIZE);
+        if (hi < rhi || (hi === rhi && lo < rlo)) i = 2 * i + 1;
+        else if (hi > rhi || lo > rlo) i = 2 * i + 2;
+        else {
+          out.push(i);
+          stack.push(2 * i + 2);
+          i = 2 * i + 1;
+        }
+      }
+    }
+    return out.sort((a, b) => a - b);
+  }
+
+  /** One child of `dirEntry` by name (raw bytes), or undefined. */
+  async lookup(dirEntry: PxarEntry, name: Buffer): Promise<PxarEntry | undefined> {
+    const dir = await this.openDir(dirEntry);
+    for (const idx of this.candidates(dir, name)) {
+      const e = await this.childAt(dir, idx);
+      if (e.name.equals(name)) return e;
+    }
+    return undefined;
+  }
+
+  /** All children of `dirEntry`, in archive order (sorted by name for PBS-made archives). */
+  async readdir(dirEntry: PxarEntry): Promise<PxarEntry[]> {
+    const dir = await this.openDir(dirEntry);
+    const order: { idx: number; pos: number }[] = [];
+    for (let i = 0; i < dir.count; i++) {
+      order.push({ idx: i, pos: dir.goodbyeStart - Number(dir.table.readBigUInt64LE(i * GOODBYE_ITEM_SIZE + 8)) });
+    }
+    order.sort((a, b) => a.pos - b.pos);
+    const r = new ItemReader(this.archive, 16 * 1024);
+    const out: PxarEntry[] = [];
+    for (const { idx } of order) out.push(await this.childAt(dir, idx, r));
+    return out;
+  }
+
+  /**
+   * Looks up a path relative to the root ("/a/b", "a/b", "." all work; ".." is refused).
+   * Hardlinks are returned as such; use resolve() for the target.
+   */
+  async lookupPath(path: string | Buffer): Promise<PxarEntry | undefined> {
+    const raw = typeof path === 'string' ? Buffer.from(path, 'utf8') : path;
+    const parts: Buffer[] = [];
+    let start = 0;
+    for (let i = 0; i <= raw.length; i++) {
+      if (i === raw.length || raw[i] === 0x2f) {
+        const c = raw.subarray(start, i);
+        start = i + 1;
+        if (c.length === 0 || (c.length === 1 && c[0] === 0x2e)) continue;
+        if (c.length === 2 && c[0] === 0x2e && c[1] === 0x2e) {
+          throw new UsageError(`cannot enter the parent directory ("..") inside archive ${this.archive.name}`);
+        }
+        parts.push(c);
+      }
+    }
+    if (parts.length > MAX_PATH_COMPONENTS) {
+      throw new LimitError(`path has more than ${MAX_PATH_COMPONENTS} components`, { file: this.archive.name });
+    }
+    let cur = this.rootEntry;
+    for (const p of parts) {
+      if (cur.kind !== 'directory') return undefined;
+      const next = await this.lookup(cur, p);
+      if (next === undefined) return undefined;
+      cur = next;
+    }
+    return cur;
+  }
+
+  /** The target of a hardlink (a regular file), or the entry itself. */
+  async resolve(entry: PxarEntry): Promise<PxarEntry> {
+    const link = entry.hardlink;
+    if (link === undefined) return entry;
+    const pos = link.targetFilenameOffset;
+    const cached = this.entries.get(pos);
+    if (cached !== undefined && cached.kind === 'file') return cached;
+    const size = this.archive.size;
+    const r = new ItemReader(this.archive, 512);
+    const { name, next } = await readFilename(r, pos, size);
+    const h = await r.header(next, size);
+    if (h.htype !== PXAR.ENTRY && h.htype !== PXAR.ENTRY_V1) {
+      throw this.error(`hardlink target is a ${pxarTypeName(h.htype)}, not a regular file`, entry.filenameOffset);
+    }
+    const body = await decodeEntryBody(r, next, size, this.version);
+    if (body.kind !== 'file') {
+      throw this.error(`hardlink target is a ${body.kind}, not a regular file`, entry.filenameOffset);
+    }
+    const target = entryFromBody(name, pos, next, body);
+    this.entries.set(pos, target);
+    return target;
+  }
+
+  /** Up to `length` bytes of a regular file (or hardlink) at `offset`. */
+  async read(entry: PxarEntry, offset: number, length: number): Promise<Buffer> {
+    return this.content.read(await this.resolve(entry), offset, length);
+  }
+
+  /** Streams a whole regular file (or hardlink) in bounded blocks. */
+  stream(entry: PxarEntry): AsyncGenerator<Buffer> {
+    const self = this;
+    return (async function* () {
+      yield* self.content.stream(await self.resolve(entry));
+    })();
+  }
+
+  /** Throws NotFoundError for a missing path (CLI convenience). */
+  async requirePath(path: string | Buffer): Promise<PxarEntry> {
+    const e = await this.lookupPath(path);
+    if (e === undefined) {
+      throw new NotFoundError(`no such file or directory in the archive: ${path.toString()}`, { file: this.archive.name });
+    }
+    return e;
+  }
+}

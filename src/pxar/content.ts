@@ -1,0 +1,138 @@
+/**
+ * Regular-file contents: v1 inline PAYLOAD data in the archive, v2 data in the payload stream
+ * behind a PAYLOAD_REF (whose PAYLOAD header is checked before the first byte is returned).
+ * The payload stream is never scanned: only PAYLOAD_REF offsets are used (spec §12.3).
+ */
+import { FormatError, NotFoundError } from '../errors.js';
+import type { ReadAt } from '../io/read-at.js';
+import { HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
+import type { PxarEntry } from './types.js';
+
+/** Default block size for streaming contents. */
+export const CONTENT_BLOCK = 1024 * 1024;
+
+export interface ContentRange {
+  src: ReadAt;
+  /** Position of the first content byte in `src`. */
+  start: number;
+  size: number;
+}
+
+/** Checks the payload stream's start and tail markers (spec §12.1). */
+export async function checkPayloadStream(payload: ReadAt): Promise<void> {
+  if (payload.size < 2 * HEADER_SIZE) {
+    throw new FormatError(`payload stream of ${payload.size} bytes is too small`, { file: payload.name, offset: 0 });
+  }
+  const head = await payload.readAt(0, HEADER_SIZE);
+  const tail = await payload.readAt(payload.size - HEADER_SIZE, HEADER_SIZE);
+  if (head.length !== HEADER_SIZE || tail.length !== HEADER_SIZE) {
+    throw new FormatError('short read of the payload stream markers', { file: payload.name, offset: 0 });
+  }
+  if (head.readBigUInt64LE(0) !== PXAR.PAYLOAD_START_MARKER || head.readBigUInt64LE(8) !== 16n) {
+    throw new FormatError(`payload stream does not start with PAYLOAD_START_MARKER (found ${pxarTypeName(head.readBigUInt64LE(0))})`, {
+      file: payload.name,
+      offset: 0,
+    });
+  }
+  if (tail.readBigUInt64LE(0) !== PXAR.PAYLOAD_TAIL_MARKER || tail.readBigUInt64LE(8) !== 16n) {
+    throw new FormatError('payload stream does not end with PAYLOAD_TAIL_MARKER', {
+      file: payload.name,
+      offset: payload.size - HEADER_SIZE,
+    });
+  }
+}
+
+export class ContentReader {
+  /** Validated v2 ranges, by PAYLOAD header offset and size. */
+  private readonly checked = new Map<number, number>();
+
+  constructor(
+    readonly archive: ReadAt,
+    readonly payload: ReadAt | undefined,
+  ) {}
+
+  /** Where the entry's bytes are; for v2 validates the PAYLOAD header once per offset. */
+  async locate(entry: PxarEntry): Promise<ContentRange> {
+    if (entry.kind !== 'file') {
+      throw new FormatError(`${entry.kind} has no file contents`, { file: this.archive.name, offset: entry.entryOffset });
+    }
+    if (entry.contentOffset !== undefined) {
+      if (entry.contentOffset + entry.size > this.archive.size) {
+        throw new FormatError(`file data [${entry.contentOffset}..+${entry.size}) lies outside the archive`, {
+          file: this.archive.name,
+          offset: entry.contentOffset,
+        });
+      }
+      return { src: this.archive, start: entry.contentOffset, size: entry.size };
+    }
+    const off = entry.payloadOffset;
+    if (off === undefined) {
+      throw new FormatError('file entry without data reference', { file: this.archive.name, offset: entry.entryOffset });
+    }
+    const payload = this.payload;
+    if (payload === undefined) {
+      throw new NotFoundError('split archive needs its payload stream (.ppxar) to read file contents', {
+        file: this.archive.name,
+        offset: entry.entryOffset,
+      });
+    }
+    const start = off + HEADER_SIZE;
+    if (start + entry.size > payload.size) {
+      throw new FormatError(`PAYLOAD_REF [${off}..+${HEADER_SIZE + entry.size}) lies outside the payload stream (size ${payload.size})`, {
+        file: payload.name,
+        offset: off,
+      });
+    }
+    if (this.checked.get(off) !== entry.size) {
+      const h = await payload.readAt(off, HEADER_SIZE);
+      if (h.length !== HEADER_SIZE) throw new FormatError('short read of a PAYLOAD header', { file: payload.name, offset: off });
+      const htype = h.readBigUInt64LE(0);
+      if (htype !== PXAR.PAYLOAD) {
+        throw new FormatError(`PAYLOAD_REF points at ${pxarTypeName(htype)} instead of a PAYLOAD header`, {
+          file: payload.name,
+          offset: off,
+        });
+      }
+      if (h.readBigUInt64LE(8) !== BigInt(entry.size + HEADER_SIZE)) {
+        throw new FormatError(`PAYLOAD header size ${h.readBigUInt64LE(8) - 16n} does not match PAYLOAD_REF size ${entry.size}`, {
+          file: payload.name,
+          offset: off,
+        });
+      }
+      if (this.checked.size > 4096) this.checked.clear();
+      this.checked.set(off, entry.size);
+    }
+    return { src: payload, start, size: entry.size };
+  }
+
+  /** Up to `length` bytes at `offset` inside the file (fewer at EOF, none past it). */
+  async read(entry: PxarEntry, offset: number, length: number): Promise<Buffer> {
+    const r = await this.locate(entry);
+    if (offset < 0 || length <= 0 || offset >= r.size) return Buffer.alloc(0);
+    const n = Math.min(length, r.size - offset);
+    const b = await r.src.readAt(r.start + offset, n);
+    if (b.length !== n) {
+      throw new FormatError(`short read of file data: wanted ${n} bytes, got ${b.length}`, {
+        file: r.src.name,
+        offset: r.start + offset,
+      });
+    }
+    return b;
+  }
+
+  /** The whole contents as blocks of at most `block` bytes (bounded memory). */
+  async *stream(entry: PxarEntry, block = CONTENT_BLOCK): AsyncGenerator<Buffer> {
+    const r = await this.locate(entry);
+    for (let off = 0; off < r.size; off += block) {
+      const n = Math.min(block, r.size - off);
+      const b = await r.src.readAt(r.start + off, n);
+      if (b.length !== n) {
+        throw new FormatError(`short read of file data: wanted ${n} bytes, got ${b.length}`, {
+          file: r.src.name,
+          offset: r.start + off,
+        });
+      }
+      yield b;
+    }
+  }
+}
