@@ -158,11 +158,11 @@ export class Snapshot {
   private requireKey(filename: string): void {
     if (this.crypt !== undefined) return;
     const fp = this.keyCheck.keyFingerprint;
+    const file = `${this.path}/${filename}`;
     throw new CryptoError(
       fp !== undefined
-        ? `${filename} was encrypted with key ${formatFingerprint(fp, 'short')}; give --keyfile`
-        : `${filename} is encrypted; give --keyfile`,
-      { file: `${this.path}/${filename}` },
+        ? `${file} was encrypted with key ${formatFingerprint(fp, 'short')}; give --keyfile`
+        : `${file} is encrypted; give --keyfile`,
     );
   }
 

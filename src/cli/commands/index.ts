@@ -3,8 +3,16 @@
  */
 import type { Command } from 'commander';
 import { register as registerBenchmark } from './benchmark.js';
+import { register as registerSnapshots } from './snapshots.js';
+import { register as registerFiles } from './files.js';
+import { register as registerCat } from './cat.js';
+import { register as registerVerify } from './verify.js';
 
 export function registerCommands(program: Command): void {
   void program;
   registerBenchmark(program);
+  registerSnapshots(program);
+  registerFiles(program);
+  registerCat(program);
+  registerVerify(program);
 }

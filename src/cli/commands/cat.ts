@@ -1,0 +1,93 @@
+/**
+ * `pbsfs cat SNAPSHOT ARCHIVE [PATH]`: writes an image or other index archive (verified chunk by
+ * chunk) or a blob to stdout, byte-exact, respecting backpressure. With PATH, the pxar layer
+ * prints one file from inside a file archive (see ../pxar-hooks.ts).
+ */
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import type { Command } from 'commander';
+import type { IndexReadAt } from '../../index/index-read-at.js';
+import { action, globalOptions } from '../context.js';
+import { catPxarPath } from '../pxar-hooks.js';
+import { openSnapshotArg } from '../snapshot-args.js';
+
+/** Chunks fetched ahead of the one being written. */
+const READ_AHEAD = 2;
+
+class OutputClosed extends Error {}
+
+function isClosedPipe(e: unknown): boolean {
+  const code = (e as { code?: string } | undefined)?.code;
+  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_WRITE_AFTER_END';
+}
+
+/** Writes and waits for 'drain' when the stream buffers; stops quietly if the reader went away. */
+async function writeWithBackpressure(out: Writable, buf: Buffer): Promise<void> {
+  if (out.destroyed || out.writableEnded) throw new OutputClosed();
+  if (out.write(buf)) return;
+  try {
+    await Promise.race([
+      once(out, 'drain'),
+      once(out, 'close').then(() => {
+        throw new OutputClosed();
+      }),
+    ]);
+  } catch (e) {
+    if (isClosedPipe(e)) throw new OutputClosed();
+    throw e;
+  }
+}
+
+/** Streams every chunk of an index archive in order, a few chunks fetched ahead. */
+export async function streamIndex(readAt: IndexReadAt, out: Writable): Promise<void> {
+  const n = readAt.index.count;
+  const pending: Promise<Buffer>[] = [];
+  let next = 0;
+  const fill = (): void => {
+    while (next < n && pending.length <= READ_AHEAD) pending.push(readAt.chunk(next++));
+  };
+  try {
+    fill();
+    while (pending.length > 0) {
+      const chunk = await pending.shift()!;
+      fill();
+      // The chunk is shared with the cache; stdout only reads it.
+      await writeWithBackpressure(out, chunk);
+    }
+  } finally {
+    for (const p of pending) p.catch(() => undefined);
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('cat')
+    .description('write an archive (disk image, blob, raw index stream) or a file inside a pxar archive to stdout')
+    .argument('<snapshot>', 'snapshot, e.g. vm/100/2024-06-05T10:20:30Z')
+    .argument('<archive>', 'archive, e.g. drive-scsi0.img, qemu-server.conf, root.pxar')
+    .argument('[path]', 'path inside a pxar archive')
+    .action(
+      action(async (snapshotArg: string, archive: string, path: string | undefined, _opts: unknown, cmd: Command) => {
+        const g = globalOptions(cmd);
+        const { snapshot } = await openSnapshotArg(g, snapshotArg);
+        const out = process.stdout;
+        // A closed pipe (e.g. `| head`) ends the command quietly, as cat(1) does.
+        out.on('error', () => undefined);
+        try {
+          if (path !== undefined) {
+            await catPxarPath({ snapshot, archive, path, out });
+            return;
+          }
+          const entry = snapshot.resolveFile(archive);
+          if (entry.filename.endsWith('.blob')) {
+            await writeWithBackpressure(out, await snapshot.readBlob(entry.filename));
+          } else {
+            const { readAt } = await snapshot.openIndex(entry.filename);
+            await streamIndex(readAt, out);
+          }
+        } catch (e) {
+          if (!(e instanceof OutputClosed)) throw e;
+        }
+      }),
+    );
+}
