@@ -41,7 +41,6 @@ export const inlineChunkDecoder: ChunkDecoder = (raw, job) =>
     expectedCryptMode: job.cryptMode,
     expectedDigest: job.digest,
     expectedSize: job.expectedSize,
-    maxSize: job.expectedSize,
     checkCrc: true,
   });
 

@@ -87,7 +87,6 @@ async function verifyChunk(
     expectedCryptMode: mode,
     expectedDigest: digest,
     expectedSize,
-    maxSize: expectedSize,
     checkCrc: true,
   });
   return true;
