@@ -3,6 +3,7 @@
  */
 import type { Command } from 'commander';
 import { register as registerBenchmark } from './benchmark.js';
+import { register as registerAudit } from './audit.js';
 import { register as registerSnapshots } from './snapshots.js';
 import { register as registerFiles } from './files.js';
 import { register as registerCat } from './cat.js';
@@ -11,6 +12,7 @@ import { register as registerVerify } from './verify.js';
 export function registerCommands(program: Command): void {
   void program;
   registerBenchmark(program);
+  registerAudit(program);
   registerSnapshots(program);
   registerFiles(program);
   registerCat(program);
