@@ -76,25 +76,27 @@ export class ContentReader {
         offset: entry.entryOffset,
       });
     }
+    // Errors about the referenced bytes name the payload stream and say which reference led there.
+    const ref = `PAYLOAD_REF of ${this.archive.name} at offset ${entry.entryOffset}`;
     const start = off + HEADER_SIZE;
     if (start + entry.size > payload.size) {
-      throw new FormatError(`PAYLOAD_REF [${off}..+${HEADER_SIZE + entry.size}) lies outside the payload stream (size ${payload.size})`, {
+      throw new FormatError(`${ref}: [${off}..+${HEADER_SIZE + entry.size}) lies outside the payload stream (size ${payload.size})`, {
         file: payload.name,
         offset: off,
       });
     }
     if (this.checked.get(off) !== entry.size) {
       const h = await payload.readAt(off, HEADER_SIZE);
-      if (h.length !== HEADER_SIZE) throw new FormatError('short read of a PAYLOAD header', { file: payload.name, offset: off });
+      if (h.length !== HEADER_SIZE) throw new FormatError(`${ref}: short read of its PAYLOAD header`, { file: payload.name, offset: off });
       const htype = h.readBigUInt64LE(0);
       if (htype !== PXAR.PAYLOAD) {
-        throw new FormatError(`PAYLOAD_REF points at ${pxarTypeName(htype)} instead of a PAYLOAD header`, {
+        throw new FormatError(`${ref} points at ${pxarTypeName(htype)} instead of a PAYLOAD header`, {
           file: payload.name,
           offset: off,
         });
       }
       if (h.readBigUInt64LE(8) !== BigInt(entry.size + HEADER_SIZE)) {
-        throw new FormatError(`PAYLOAD header size ${h.readBigUInt64LE(8) - 16n} does not match PAYLOAD_REF size ${entry.size}`, {
+        throw new FormatError(`PAYLOAD header size ${h.readBigUInt64LE(8) - 16n} does not match the size ${entry.size} of ${ref}`, {
           file: payload.name,
           offset: off,
         });
