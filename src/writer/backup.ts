@@ -1,0 +1,143 @@
+/**
+ * One backup run, as a library call: a source directory (pxar, unified or split), images and
+ * blobs go into one new snapshot. Used by `pbsfs backup`, `pbsfs demo`, tests and the bench.
+ */
+import { UsageError } from '../errors.js';
+import type { Manifest } from '../manifest/manifest.js';
+import { ALLOWED_CHUNK_SIZES, DEFAULT_CHUNK_SIZE } from './chunker.js';
+import type { ChunkWriteStats } from './chunk-store-writer.js';
+import { TreeWalker, type WalkStats } from './fs-walk.js';
+import { PxarEncoder } from './pxar-encoder.js';
+import { IMAGE_CHUNK_SIZE, SnapshotWriter, type SnapshotWriterOptions, type WrittenFile } from './snapshot-writer.js';
+
+export interface NamedSource {
+  /** Archive label without extension (`root`, `drive-scsi0`, `qemu-server`). */
+  name: string;
+  path: string;
+}
+
+export interface BackupOptions extends Omit<SnapshotWriterOptions, 'onChunk'> {
+  /** Directory to archive as `<archiveName>.pxar.didx` (or the split pair). */
+  source?: string;
+  archiveName?: string;
+  split?: boolean;
+  /** Average dynamic chunk size and fixed image chunk size, in bytes (default 4 MiB). */
+  chunkSize?: number;
+  images?: NamedSource[];
+  blobs?: NamedSource[];
+  /** Record xattrs/ACLs/fcaps (default true; needs getfattr). */
+  xattrs?: boolean;
+  onWarning?: (msg: string) => void;
+  /** Called often during the run (after each file and chunk) with the running totals. */
+  onProgress?: (p: BackupProgress) => void;
+}
+
+export interface BackupProgress {
+  /** Source bytes read so far (file contents and image bytes). */
+  bytes: number;
+  files: number;
+  chunks: ChunkWriteStats;
+}
+
+export interface BackupResult {
+  /** Datastore-relative snapshot directory. */
+  path: string;
+  /** `TYPE/ID/RFC3339`. */
+  snapshot: string;
+  manifest: Manifest;
+  files: WrittenFile[];
+  chunks: ChunkWriteStats;
+  walk: WalkStats | undefined;
+  /** Whether xattrs/ACLs were recorded (false when disabled or getfattr is missing). */
+  attrsRecorded: boolean;
+}
+
+const LABEL_RE = /^[A-Za-z0-9_-]+$/;
+
+function checkLabel(kind: string, name: string): void {
+  if (!LABEL_RE.test(name)) throw new UsageError(`invalid ${kind} name ${JSON.stringify(name)} (letters, digits, _ and - only)`);
+}
+
+export function checkChunkSize(bytes: number): void {
+  if (!(ALLOWED_CHUNK_SIZES as readonly number[]).includes(bytes)) {
+    throw new UsageError(`chunk size must be one of ${ALLOWED_CHUNK_SIZES.map((s) => s / 1024).join(', ')} KiB`);
+  }
+}
+
+export function runBackup(opts: BackupOptions): BackupResult {
+  const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  checkChunkSize(chunkSize);
+  const images = opts.images ?? [];
+  const blobs = opts.blobs ?? [];
+  if (opts.source === undefined && images.length === 0 && blobs.length === 0) {
+    throw new UsageError('nothing to back up: give a source directory, --image or --blob');
+  }
+  const archiveName = opts.archiveName ?? 'root';
+  checkLabel('archive', archiveName);
+  images.forEach((i) => checkLabel('image', i.name));
+  blobs.forEach((b) => checkLabel('blob', b.name));
+
+  const progress: BackupProgress = { bytes: 0, files: 0, chunks: undefined as unknown as ChunkWriteStats };
+  const report = (): void => opts.onProgress?.(progress);
+  // The walker reads getfattr output before anything is written.
+  const walker = opts.source !== undefined ? new TreeWalker(opts.source, walkOpts(opts, progress, report)) : undefined;
+  const root = walker?.rootMeta();
+
+  const writer = new SnapshotWriter({ ...opts, onChunk: report });
+  progress.chunks = writer.chunks.stats;
+  const files: WrittenFile[] = [];
+  try {
+    for (const b of blobs) {
+      files.push(writer.addBlobFile(`${b.name}.blob`, b.path));
+      report();
+    }
+    let walk: WalkStats | undefined;
+    if (walker !== undefined && root !== undefined) {
+      if (opts.split) {
+        const meta = writer.dynamicArchive(`${archiveName}.mpxar.didx`, chunkSize);
+        const payload = writer.dynamicArchive(`${archiveName}.ppxar.didx`, chunkSize);
+        walk = walker.run(new PxarEncoder(meta, root, { payload }));
+        files.push(meta.close(), payload.close());
+      } else {
+        const out = writer.dynamicArchive(`${archiveName}.pxar.didx`, chunkSize);
+        walk = walker.run(new PxarEncoder(out, root));
+        files.push(out.close());
+      }
+    }
+    for (const img of images) {
+      const f = writer.addImage(`${img.name}.img.fidx`, img.path, {
+        chunkSize: opts.chunkSize ?? IMAGE_CHUNK_SIZE,
+        onBytes: (n) => {
+          progress.bytes += n;
+          report();
+        },
+      });
+      files.push(f);
+    }
+    const done = writer.finish();
+    return {
+      path: done.path,
+      snapshot: `${opts.backupType}/${opts.backupId}/${done.path.slice(done.path.lastIndexOf('/') + 1)}`,
+      manifest: done.manifest,
+      files,
+      chunks: writer.chunks.stats,
+      walk,
+      attrsRecorded: walker?.recordsAttrs ?? false,
+    };
+  } catch (e) {
+    writer.abort();
+    throw e;
+  }
+}
+
+function walkOpts(opts: BackupOptions, progress: BackupProgress, report: () => void) {
+  return {
+    ...(opts.xattrs !== undefined ? { xattrs: opts.xattrs } : {}),
+    ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
+    onEntry: (bytes: number) => {
+      progress.files++;
+      progress.bytes += bytes;
+      report();
+    },
+  };
+}
