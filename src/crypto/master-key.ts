@@ -19,7 +19,9 @@ import {
   publicEncrypt,
   type KeyObject,
 } from 'node:crypto';
-import { CryptoError, FormatError, UnsupportedError } from '../errors.js';
+import { readFile, stat } from 'node:fs/promises';
+import { CryptoError, FormatError, UnsupportedError, fromSystemError } from '../errors.js';
+import { getPassphrase } from './passphrase.js';
 import { CryptConfig, formatFingerprint } from './crypt-config.js';
 import { decryptKeyConfig, keyTimestampNow, parseKeyConfig, serializeKeyConfig, type KeyConfig } from './key-config.js';
 
@@ -185,4 +187,32 @@ export function masterPublicKeyInfo(pem: string, file = 'master public key'): { 
     exponent: BigInt('0x' + (e.toString('hex') || '0')).toString(10),
     length: pub.asymmetricKeyDetails?.modulusLength ?? n.length * 8,
   };
+}
+
+/**
+ * For reading commands given `--master-keyfile PEM`: reads the PEM file and recovers the backup
+ * key from the decoded `rsa-encrypted.key.blob` payload. The passphrase defaults to the usual
+ * sources (PBS_ENCRYPTION_PASSWORD… or a "Master Key Password: " prompt). The caller must then
+ * compare `crypt.fingerprint` with the manifest's `unprotected.key-fingerprint`.
+ */
+export async function recoverKeyWithMasterKeyFile(
+  rsaBlobPlaintext: Buffer,
+  pemPath: string,
+  passphrase?: () => Promise<string>,
+  blobName = 'rsa-encrypted.key.blob',
+): Promise<{ crypt: CryptConfig; keyConfig: KeyConfig }> {
+  const pem = await readMasterKeyFile(pemPath);
+  const ask = passphrase ?? (() => getPassphrase({ prompt: 'Master Key Password: ' }));
+  return recoverKeyFromMasterKey(rsaBlobPlaintext, pem, ask, { blobName, pemName: pemPath });
+}
+
+/** Reads a PEM file (bounded; RSA-4096 PEMs are about 3 KiB). */
+export async function readMasterKeyFile(path: string): Promise<string> {
+  try {
+    const st = await stat(path);
+    if (st.size > 1024 * 1024) throw new FormatError(`not a PEM key file (${st.size} bytes)`, { file: path });
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    throw fromSystemError(e, path, 'cannot read master key file');
+  }
 }

@@ -8,6 +8,7 @@ import { register as registerSnapshots } from './snapshots.js';
 import { register as registerFiles } from './files.js';
 import { register as registerCat } from './cat.js';
 import { register as registerVerify } from './verify.js';
+import { register as registerKey } from './key.js';
 
 export function registerCommands(program: Command): void {
   void program;
@@ -17,4 +18,5 @@ export function registerCommands(program: Command): void {
   registerFiles(program);
   registerCat(program);
   registerVerify(program);
+  registerKey(program);
 }
