@@ -70,7 +70,7 @@ describe('hostile pxar input', () => {
 
   it('rejects every truncation of the metadata archive with a typed error', async () => {
     const p = new BufferReadAt('trunc.ppxar', PAYLOAD);
-    for (let cut = 0; cut < META.length; cut += 7) {
+    for (let cut = 0; cut < META.length; cut += 17) {
       const a = new BufferReadAt('trunc.mpxar', META.subarray(0, cut));
       const r1 = await typedOrOk(walkAccessor(a, p), 'trunc.mpxar');
       expect(r1, `accessor, cut ${cut}`).toBeInstanceOf(PbsfsError);
@@ -101,7 +101,7 @@ describe('hostile pxar input', () => {
     };
     const p = new BufferReadAt('p.ppxar', PAYLOAD);
     let failures = 0;
-    for (let i = 0; i < 400; i++) {
+    for (let i = 0; i < 200; i++) {
       const bad = mutate(META, (b) => {
         for (let k = 0; k < 1 + rnd(4); k++) b[rnd(b.length)] ^= 1 << rnd(8);
       });
