@@ -247,6 +247,19 @@ export class SnapshotWriter {
     return { filename, size: blob.length, csum };
   }
 
+  /**
+   * Stores an already encoded blob verbatim (e.g. an `rsa-encrypted.key.blob`, which upstream
+   * encodes uncompressed and unencrypted, or a blob copied from another snapshot).
+   */
+  addEncodedBlob(filename: string, blob: Uint8Array): WrittenFile {
+    if (!filename.endsWith('.blob')) throw new UsageError(`blob names end in .blob: ${filename}`);
+    const path = this.claim(filename);
+    writeAtomic(path, blob);
+    const csum = createHash('sha256').update(blob).digest('hex');
+    this.files.push({ filename, cryptMode: this.cryptMode, size: blob.length, csum });
+    return { filename, size: blob.length, csum };
+  }
+
   /** A blob from a file on disk. */
   addBlobFile(filename: string, sourcePath: string): WrittenFile {
     let st;
