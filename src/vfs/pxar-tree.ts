@@ -1,0 +1,213 @@
+/**
+ * VfsNodes over a pxar archive (unified, or split .mpxar + .ppxar), backed by the random-access
+ * accessor: nothing is read until a node is asked for it, and a lookup reads only the directories
+ * on its path.
+ *
+ * - Inode numbers are stable and derived from archive offsets: the root is 1, every other entry
+ *   is its FILENAME offset + 2. A hardlink reports its target's inode number (same identity).
+ * - nlink of regular files needs to know how many hardlinks point at a file, which only a scan of
+ *   the whole archive can tell. The scan is lazy (first stat of a file or hardlink), single-flight,
+ *   cached, and reads metadata only (for split archives the .mpxar, never the payload). It is on
+ *   by default for split archives and for unified archives up to `nlinkScanMaxBytes` (64 MiB;
+ *   a unified archive interleaves contents, so its scan touches every chunk). Without the scan,
+ *   files report nlink 1 and hardlink names 2. Directories report nlink 1 ("unknown", which
+ *   find(1) and friends accept) so that stat never has to list a directory.
+ * - st_blocks = ceil(size / 512); devices carry rdev in the glibc makedev encoding.
+ * - Extended attributes are the stored xattrs plus the ACLs rendered as system.posix_acl_* and
+ *   fcaps as security.capability.
+ * - Names are raw bytes (non-UTF-8 names stay as they are).
+ */
+import { LimitError, UsageError } from '../errors.js';
+import type { ReadAt } from '../io/read-at.js';
+import { PxarAccessor, type AccessorOptions } from '../pxar/accessor.js';
+import { allXattrs } from '../pxar/acl.js';
+import { makedev } from '../pxar/format.js';
+import { PxarSequentialDecoder } from '../pxar/sequential.js';
+import type { PxarEntry, PxarKind } from '../pxar/types.js';
+import { registerInodeDomain } from './core.js';
+import type { VfsDirEntry, VfsFileHandle, VfsKind, VfsNode, VfsStat } from './types.js';
+
+export interface PxarTreeOptions extends AccessorOptions {
+  /** 'auto' (default): scan for hardlink counts when cheap (see above); 'scan': always; 'off': never. */
+  nlink?: 'auto' | 'scan' | 'off';
+  /** Largest unified archive 'auto' scans (default 64 MiB). */
+  nlinkScanMaxBytes?: number;
+  /** Deepest directory level served (default 1024). */
+  maxDepth?: number;
+}
+
+const KIND: Record<Exclude<PxarKind, 'hardlink'>, VfsKind> = {
+  directory: 'directory',
+  file: 'file',
+  symlink: 'symlink',
+  chardev: 'chardev',
+  blockdev: 'blockdev',
+  fifo: 'fifo',
+  socket: 'socket',
+};
+
+/** Shared state of one opened archive. */
+export class PxarTree {
+  private linkCounts: Promise<Map<number, number>> | undefined;
+  readonly scanNlink: boolean;
+  readonly maxDepth: number;
+
+  constructor(
+    readonly accessor: PxarAccessor,
+    opts: PxarTreeOptions,
+  ) {
+    const mode = opts.nlink ?? 'auto';
+    this.scanNlink =
+      mode === 'scan' ||
+      (mode === 'auto' && (accessor.version === 2 || accessor.archive.size <= (opts.nlinkScanMaxBytes ?? 64 * 1024 * 1024)));
+    this.maxDepth = opts.maxDepth ?? 1024;
+  }
+
+  /** Hardlink names per target FILENAME offset (from one metadata scan, done once). */
+  hardlinkCounts(): Promise<Map<number, number>> {
+    if (this.linkCounts === undefined) {
+      this.linkCounts = (async () => {
+        // Metadata only: no payload stream, so contents are never touched.
+        const dec = await PxarSequentialDecoder.open(this.accessor.archive);
+        const counts = new Map<number, number>();
+        for await (const e of dec.entries()) {
+          if (e.hardlink !== undefined) {
+            const t = e.hardlink.targetFilenameOffset;
+            counts.set(t, (counts.get(t) ?? 0) + 1);
+          }
+        }
+        return counts;
+      })();
+      // A failed scan is reported to every caller, and retried on the next stat.
+      this.linkCounts.catch(() => (this.linkCounts = undefined));
+    }
+    return this.linkCounts;
+  }
+
+  /** A node for an entry (hardlinks resolved to their target). */
+  async node(entry: PxarEntry, depth: number): Promise<PxarNode> {
+    if (depth > this.maxDepth) {
+      throw new LimitError(`directories nested deeper than ${this.maxDepth} levels`, {
+        file: this.accessor.name,
+        offset: entry.filenameOffset,
+      });
+    }
+    const target = entry.kind === 'hardlink' ? await this.accessor.resolve(entry) : entry;
+    return withKindMethods(new PxarNode(this, entry, target, depth));
+  }
+}
+
+/** Inode number of an entry: root 1, others FILENAME offset + 2 (offsets are unique). */
+export function pxarIno(e: PxarEntry): number {
+  return e.filenameOffset < 0 ? 1 : e.filenameOffset + 2;
+}
+
+export class PxarNode implements VfsNode {
+  readonly kind: VfsKind;
+  private children: Promise<VfsDirEntry[]> | undefined;
+
+  constructor(
+    private readonly tree: PxarTree,
+    /** The entry as found in its directory (may be a hardlink). */
+    readonly entry: PxarEntry,
+    /** The entry whose data and metadata this node shows (the hardlink's target, or `entry`). */
+    readonly target: PxarEntry,
+    readonly depth: number,
+  ) {
+    if (target.kind === 'hardlink') throw new UsageError('a hardlink node needs its resolved target');
+    this.kind = KIND[target.kind];
+  }
+
+  async stat(): Promise<VfsStat> {
+    const t = this.target;
+    const st = t.metadata!.stat;
+    let nlink = 1;
+    if (t.kind === 'file') {
+      if (this.tree.scanNlink) nlink = 1 + ((await this.tree.hardlinkCounts()).get(t.filenameOffset) ?? 0);
+      else if (this.entry.kind === 'hardlink') nlink = 2;
+    }
+    const size = t.kind === 'file' || t.kind === 'symlink' ? t.size : 0;
+    const rdev = t.device !== undefined ? Number(makedev(BigInt(t.device.major), BigInt(t.device.minor))) : 0;
+    return {
+      ino: pxarIno(t),
+      mode: st.mode,
+      nlink,
+      uid: st.uid,
+      gid: st.gid,
+      size,
+      blocks: Math.ceil(size / 512),
+      mtimeSec: st.mtimeSecs,
+      mtimeNsec: st.mtimeNanos,
+      rdev,
+    };
+  }
+
+  readdir?(): Promise<VfsDirEntry[]>;
+  lookup?(name: Buffer): Promise<VfsNode | undefined>;
+  readlink?(): Promise<Buffer>;
+  open?(): Promise<VfsFileHandle>;
+
+  async listxattr(): Promise<Buffer[]> {
+    return allXattrs(this.target.metadata!).map((x) => x.name);
+  }
+
+  async getxattr(name: Buffer): Promise<Buffer | undefined> {
+    return allXattrs(this.target.metadata!).find((x) => x.name.equals(name))?.value;
+  }
+
+  /** Children sorted by name bytes (computed once per node). */
+  listChildren(): Promise<VfsDirEntry[]> {
+    if (this.children === undefined) {
+      this.children = (async () => {
+        const out: VfsDirEntry[] = [];
+        for (const e of await this.tree.accessor.readdir(this.target)) {
+          out.push({ name: e.name, node: await this.tree.node(e, this.depth + 1) });
+        }
+        return out.sort((a, b) => Buffer.compare(a.name, b.name));
+      })();
+      this.children.catch(() => (this.children = undefined));
+    }
+    return this.children;
+  }
+
+  async lookupChild(name: Buffer): Promise<VfsNode | undefined> {
+    const e = await this.tree.accessor.lookup(this.target, name);
+    return e === undefined ? undefined : this.tree.node(e, this.depth + 1);
+  }
+
+  async openFile(): Promise<VfsFileHandle> {
+    const acc = this.tree.accessor;
+    const t = this.target;
+    // Validates the payload reference once, up front, so open fails rather than the first read.
+    await acc.content.locate(t);
+    return {
+      read: (offset, length) => acc.read(t, offset, length),
+      release: async () => undefined,
+    };
+  }
+}
+
+// Kind-specific methods are attached per instance so that `node.readdir` etc. exist only where
+// they make sense (the VfsNode contract uses their presence).
+function withKindMethods(n: PxarNode): PxarNode {
+  if (n.kind === 'directory') {
+    n.readdir = () => n.listChildren();
+    n.lookup = (name) => n.lookupChild(name);
+  } else if (n.kind === 'symlink') {
+    n.readlink = async () => n.target.symlinkTarget!;
+  } else if (n.kind === 'file') {
+    n.open = () => n.openFile();
+  }
+  return n;
+}
+
+/**
+ * Opens an archive and returns its root directory node. `payload` is the .ppxar stream of a split
+ * archive (omit it to browse metadata only: opening a file then fails with NotFoundError).
+ */
+export async function openPxarTree(archive: ReadAt, payload?: ReadAt, opts: PxarTreeOptions = {}): Promise<PxarNode> {
+  const accessor = await PxarAccessor.open(archive, payload, opts);
+  const tree = new PxarTree(accessor, opts);
+  const root = await tree.node(accessor.root(), 0);
+  return registerInodeDomain(root);
+}
