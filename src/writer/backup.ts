@@ -2,6 +2,7 @@
  * One backup run, as a library call: a source directory (pxar, unified or split), images and
  * blobs go into one new snapshot. Used by `pbsfs backup`, `pbsfs demo`, tests and the bench.
  */
+import { encodeBlob } from '../blob/data-blob.js';
 import { UsageError } from '../errors.js';
 import type { Manifest } from '../manifest/manifest.js';
 import { ALLOWED_CHUNK_SIZES, DEFAULT_CHUNK_SIZE } from './chunker.js';
@@ -25,6 +26,11 @@ export interface BackupOptions extends Omit<SnapshotWriterOptions, 'onChunk'> {
   chunkSize?: number;
   images?: NamedSource[];
   blobs?: NamedSource[];
+  /**
+   * RSA ciphertext of the key config for the master key (crypto/master-key.ts
+   * encryptKeyForMaster); stored last as an uncompressed `rsa-encrypted.key.blob`, like upstream.
+   */
+  masterKeyCiphertext?: Uint8Array;
   /** Record xattrs/ACLs/fcaps (default true; needs getfattr). */
   xattrs?: boolean;
   onWarning?: (msg: string) => void;
@@ -52,6 +58,8 @@ export interface BackupResult {
   attrsRecorded: boolean;
 }
 
+export const RSA_KEY_BLOB = 'rsa-encrypted.key.blob';
+
 const LABEL_RE = /^[A-Za-z0-9_-]+$/;
 
 function checkLabel(kind: string, name: string): void {
@@ -75,7 +83,10 @@ export function runBackup(opts: BackupOptions): BackupResult {
   const archiveName = opts.archiveName ?? 'root';
   checkLabel('archive', archiveName);
   images.forEach((i) => checkLabel('image', i.name));
-  blobs.forEach((b) => checkLabel('blob', b.name));
+  for (const b of blobs) {
+    // upstream labels look like qemu-server.conf or client.log; the file is LABEL.blob
+    if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(b.name)) throw new UsageError(`invalid blob name ${JSON.stringify(b.name)}`);
+  }
 
   const progress: BackupProgress = { bytes: 0, files: 0, chunks: undefined as unknown as ChunkWriteStats };
   const report = (): void => opts.onProgress?.(progress);
@@ -113,6 +124,10 @@ export function runBackup(opts: BackupOptions): BackupResult {
         },
       });
       files.push(f);
+    }
+    if (opts.masterKeyCiphertext !== undefined) {
+      if (writer.cryptMode === 'none') throw new UsageError('a master key copy needs a key (crypt mode encrypt or sign-only)');
+      files.push(writer.addEncodedBlob(RSA_KEY_BLOB, encodeBlob(opts.masterKeyCiphertext, { compress: false })));
     }
     const done = writer.finish();
     return {

@@ -9,6 +9,7 @@ import { register as registerFiles } from './files.js';
 import { register as registerCat } from './cat.js';
 import { register as registerVerify } from './verify.js';
 import { register as registerKey } from './key.js';
+import { register as registerBackup } from './backup.js';
 
 export function registerCommands(program: Command): void {
   void program;
@@ -19,4 +20,5 @@ export function registerCommands(program: Command): void {
   registerCat(program);
   registerVerify(program);
   registerKey(program);
+  registerBackup(program);
 }
