@@ -1,14 +1,20 @@
 /**
  * Shared plumbing of the snapshot commands (snapshots, files, cat, verify): the datastore from
- * --repository, the namespace from --ns, the key from --keyfile, and snapshot opening.
+ * --repository, the namespace from --ns, the key from --keyfile or --master-keyfile, and
+ * snapshot opening.
  */
 import type { CryptConfig } from '../crypto/crypt-config.js';
 import { loadKeyFile } from '../crypto/key-config.js';
-import { UnsupportedError } from '../errors.js';
+import { recoverKeyWithMasterKeyFile } from '../crypto/master-key.js';
+import { getPassphrase } from '../crypto/passphrase.js';
+import { NotFoundError, UnsupportedError } from '../errors.js';
+import { findManifestFile } from '../manifest/manifest.js';
 import { Snapshot } from '../snapshot/snapshot.js';
 import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../store/backup-ref.js';
 import { Datastore } from '../store/datastore.js';
 import { requireRepository, type GlobalOptions } from './context.js';
+
+export const RSA_KEY_BLOB = 'rsa-encrypted.key.blob';
 
 export async function openDatastore(g: GlobalOptions): Promise<Datastore> {
   return Datastore.open(requireRepository(g));
@@ -18,13 +24,65 @@ export function namespaceOf(g: GlobalOptions): Namespace {
   return parseNamespace(g.ns ?? '');
 }
 
-/** The key from --keyfile (passphrase from the PBS_ENCRYPTION_PASSWORD* sources or a prompt). */
+/**
+ * The key from --keyfile (passphrase from the PBS_ENCRYPTION_PASSWORD* sources or a prompt).
+ * --master-keyfile needs a snapshot to recover from: use KeySource.forSnapshot for that.
+ */
 export async function loadCrypt(g: GlobalOptions): Promise<CryptConfig | undefined> {
   if (g.masterKeyfile !== undefined) {
-    throw new UnsupportedError('--master-keyfile is not supported by this command yet; recover the key first and use --keyfile');
+    throw new UnsupportedError('--master-keyfile is not supported by this command; recover the key first and use --keyfile');
   }
   if (g.keyfile === undefined) return undefined;
   return (await loadKeyFile(g.keyfile)).crypt;
+}
+
+/**
+ * Where the key comes from. --keyfile gives one key for everything; --master-keyfile recovers
+ * each snapshot's key from its rsa-encrypted.key.blob (the PEM passphrase is asked once).
+ */
+export class KeySource {
+  private fileKey: Promise<CryptConfig> | undefined;
+  private masterPass: Promise<string> | undefined;
+  private readonly recovered = new Map<string, Promise<CryptConfig>>();
+
+  constructor(private readonly g: GlobalOptions) {}
+
+  get given(): boolean {
+    return this.g.keyfile !== undefined || this.g.masterKeyfile !== undefined;
+  }
+
+  /**
+   * The key for one snapshot, or undefined when none was given. With --master-keyfile, a
+   * snapshot without an RSA key copy is an error if it has encrypted files, unless `lenient`
+   * (verify then checks what it can without a key).
+   */
+  async forSnapshot(ds: Datastore, ns: Namespace, ref: SnapshotRef, lenient = false): Promise<CryptConfig | undefined> {
+    if (this.g.keyfile !== undefined) {
+      this.fileKey ??= loadKeyFile(this.g.keyfile).then((k) => k.crypt);
+      return this.fileKey;
+    }
+    const pem = this.g.masterKeyfile;
+    if (pem === undefined) return undefined;
+    // The manifest (read without a key) says whether there is an RSA copy of the key.
+    const plain = await Snapshot.open(ds, ns, ref, { cacheBytes: 0 });
+    const entry = findManifestFile(plain.manifest, RSA_KEY_BLOB);
+    if (entry === undefined) {
+      if (!lenient && plain.manifest.files.some((f) => f.cryptMode === 'encrypt')) {
+        throw new NotFoundError(`snapshot has no ${RSA_KEY_BLOB}: its key cannot be recovered with --master-keyfile`, {
+          file: plain.path,
+        });
+      }
+      return undefined;
+    }
+    let p = this.recovered.get(entry.csum);
+    if (!p) {
+      const blob = await plain.readBlob(RSA_KEY_BLOB);
+      const ask = (): Promise<string> => (this.masterPass ??= getPassphrase({ prompt: 'Master Key Password: ' }));
+      p = recoverKeyWithMasterKeyFile(blob, pem, ask, `${plain.path}/${RSA_KEY_BLOB}`).then((r) => r.crypt);
+      this.recovered.set(entry.csum, p);
+    }
+    return p;
+  }
 }
 
 export interface OpenedSnapshotArgs {
@@ -35,12 +93,12 @@ export interface OpenedSnapshotArgs {
   snapshot: Snapshot;
 }
 
-/** Parses SNAPSHOT, loads the key, opens the datastore and the snapshot (manifest checked). */
+/** Parses SNAPSHOT, gets the key, opens the datastore and the snapshot (manifest checked). */
 export async function openSnapshotArg(g: GlobalOptions, snapshotArg: string): Promise<OpenedSnapshotArgs> {
   const ref = parseSnapshotRef(snapshotArg);
   const ns = namespaceOf(g);
   const ds = await openDatastore(g);
-  const crypt = await loadCrypt(g);
+  const crypt = await new KeySource(g).forSnapshot(ds, ns, ref);
   const snapshot = await Snapshot.open(ds, ns, ref, crypt ? { crypt } : {});
   return { ds, ns, ref, crypt, snapshot };
 }

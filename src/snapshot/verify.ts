@@ -191,9 +191,9 @@ export async function verifySnapshot(
 }
 
 /** Total chunk references of a snapshot's indexes (for a progress bar); 0 when unreadable. */
-export async function countSnapshotChunks(ds: Datastore, ns: Namespace, ref: SnapshotRef, crypt?: CryptConfig): Promise<number> {
+export async function countSnapshotChunks(ds: Datastore, ns: Namespace, ref: SnapshotRef): Promise<number> {
   try {
-    const snap = await Snapshot.open(ds, ns, ref, { ...(crypt ? { crypt } : {}), chunkReader: uncachedReader(ds) });
+    const snap = await Snapshot.open(ds, ns, ref, { chunkReader: uncachedReader(ds) });
     let n = 0;
     for (const f of snap.manifest.files) {
       if (f.filename.endsWith('.blob')) continue;

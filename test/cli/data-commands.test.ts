@@ -133,6 +133,26 @@ describe('pbsfs cat', () => {
     }
   });
 
+  it('--master-keyfile recovers the key from rsa-encrypted.key.blob', async () => {
+    const s = snaps.find((x) => x.files['rsa-encrypted.key.blob'])!;
+    const { ns } = splitSnapshotPath(s.path);
+    const archive = Object.keys(s.files).find((n) => n.endsWith('.didx') && !n.startsWith('catalog'))!;
+    const r = await run([
+      ...(ns.length ? ['--ns', ns.join('/')] : []),
+      '--master-keyfile',
+      join(keysDir, 'master-private.pem'),
+      'cat',
+      refOf(s.path),
+      archive,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(sha256(r.stdout)).toBe(archiveFacts(s.files[archive]!).sha256);
+    // A snapshot without an RSA key copy cannot be opened that way.
+    const e = await run(['--master-keyfile', join(keysDir, 'master-private.pem'), 'cat', refOf(encImage.path), imageName(encImage)]);
+    expect(e.code).toBe(4);
+    expect(e.stderr).toContain('rsa-encrypted.key.blob');
+  });
+
   it('a dynamic archive streams the raw archive bytes', async () => {
     const s = snaps.find((x) => x.crypt_mode === 'sign-only' && x.files['root.pxar.didx'])!;
     const r = await run(['cat', refOf(s.path), 'root.pxar.didx']);

@@ -3,7 +3,6 @@
  * chunk) or a blob to stdout, byte-exact, respecting backpressure. With PATH, the pxar layer
  * prints one file from inside a file archive (see ../pxar-hooks.ts).
  */
-import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import type { IndexReadAt } from '../../index/index-read-at.js';
@@ -25,17 +24,21 @@ function isClosedPipe(e: unknown): boolean {
 async function writeWithBackpressure(out: Writable, buf: Buffer): Promise<void> {
   if (out.destroyed || out.writableEnded) throw new OutputClosed();
   if (out.write(buf)) return;
-  try {
-    await Promise.race([
-      once(out, 'drain'),
-      once(out, 'close').then(() => {
-        throw new OutputClosed();
-      }),
-    ]);
-  } catch (e) {
-    if (isClosedPipe(e)) throw new OutputClosed();
-    throw e;
-  }
+  await new Promise<void>((resolve, reject) => {
+    const done = (err?: unknown): void => {
+      out.off('drain', onDrain);
+      out.off('close', onClose);
+      out.off('error', onError);
+      if (err === undefined) resolve();
+      else reject(err instanceof Error ? err : new Error(String(err)));
+    };
+    const onDrain = (): void => done();
+    const onClose = (): void => done(new OutputClosed());
+    const onError = (e: unknown): void => done(isClosedPipe(e) ? new OutputClosed() : e);
+    out.on('drain', onDrain);
+    out.on('close', onClose);
+    out.on('error', onError);
+  });
 }
 
 /** Streams every chunk of an index archive in order, a few chunks fetched ahead. */

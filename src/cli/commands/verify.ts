@@ -6,11 +6,11 @@
  */
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { IntegrityError } from '../../errors.js';
+import { IntegrityError, isPbsfsError } from '../../errors.js';
 import { verifySnapshot, countSnapshotChunks, type SnapshotVerifyResult } from '../../snapshot/verify.js';
-import { parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
+import { parseSnapshotRef, snapshotRelPath, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
 import { action, globalOptions, isInteractive, printResult } from '../context.js';
-import { loadCrypt, namespaceOf, openDatastore } from '../snapshot-args.js';
+import { KeySource, namespaceOf, openDatastore } from '../snapshot-args.js';
 
 function describeFile(f: SnapshotVerifyResult['files'][number]): string {
   const parts: string[] = [];
@@ -46,7 +46,7 @@ export function register(program: Command): void {
         const g = globalOptions(cmd);
         const ds = await openDatastore(g);
         const ns = namespaceOf(g);
-        const crypt = await loadCrypt(g);
+        const keys = new KeySource(g);
         const targets: { ns: Namespace; ref: SnapshotRef }[] = [];
         const skipped: string[] = [];
         if (snapshotArg !== undefined) {
@@ -63,7 +63,7 @@ export function register(program: Command): void {
         let bar: cliProgress.SingleBar | undefined;
         if (isInteractive(process.stderr) && g.outputFormat === 'text') {
           let total = 0;
-          for (const t of targets) total += await countSnapshotChunks(ds, t.ns, t.ref, crypt);
+          for (const t of targets) total += await countSnapshotChunks(ds, t.ns, t.ref);
           bar = new cliProgress.SingleBar(
             { stream: process.stderr, format: 'verify [{bar}] {value}/{total} chunks', hideCursor: true, clearOnComplete: true },
             cliProgress.Presets.shades_classic,
@@ -74,6 +74,14 @@ export function register(program: Command): void {
         const results: SnapshotVerifyResult[] = [];
         try {
           for (const t of targets) {
+            let crypt;
+            try {
+              crypt = await keys.forSnapshot(ds, t.ns, t.ref, true);
+            } catch (e) {
+              if (!isPbsfsError(e)) throw e;
+              results.push({ snapshot: snapshotRelPath(t.ns, t.ref), ok: false, signatureVerified: false, error: e.message, files: [] });
+              continue;
+            }
             results.push(
               await verifySnapshot(ds, t.ns, t.ref, { ...(crypt ? { crypt } : {}), seen, onChunk: () => bar?.increment() }),
             );
