@@ -172,16 +172,21 @@ export function splitShellWords(s: string, source = 'command'): string[] {
   return words;
 }
 
+/** Bytes typed after the Enter that ended the previous prompt (fast typing, pasted input). */
+let pendingInput: Buffer = Buffer.alloc(0);
+
 /** Reads one line from the terminal with echo off. Ctrl-C aborts. */
 function promptHidden(prompt: string): Promise<string> {
   const stdin = process.stdin;
   return new Promise((resolve, reject) => {
-    process.stderr.write(prompt);
+    // Echo off before the prompt shows: anything typed after seeing it must not be echoed.
     const wasRaw = stdin.isRaw;
     stdin.setRawMode(true);
-    stdin.resume();
+    process.stderr.write(prompt);
     const bytes: number[] = [];
+    let done = false;
     const finish = (err?: Error): void => {
+      done = true;
       stdin.removeListener('data', onData);
       stdin.setRawMode(wasRaw);
       stdin.pause();
@@ -197,11 +202,21 @@ function promptHidden(prompt: string): Promise<string> {
       }
     };
     const onData = (chunk: Buffer): void => {
-      for (const b of chunk) {
-        if (b === 0x0d || b === 0x0a) return finish();
+      for (let i = 0; i < chunk.length; i++) {
+        const b = chunk[i]!;
+        const rest = (): void => {
+          pendingInput = Buffer.from(chunk.subarray(i + 1));
+        };
+        if (b === 0x0d || b === 0x0a) {
+          // A CRLF pair is one Enter.
+          if (b === 0x0d && chunk[i + 1] === 0x0a) i++;
+          rest();
+          return finish();
+        }
         if (b === 0x03) return finish(new UsageError('aborted'));
         if (b === 0x04) {
           if (bytes.length === 0) return finish(new UsageError('aborted'));
+          rest();
           return finish();
         }
         if (b === 0x7f || b === 0x08) {
@@ -213,6 +228,13 @@ function promptHidden(prompt: string): Promise<string> {
         if (bytes.length < MAX_SOURCE_BYTES) bytes.push(b);
       }
     };
+    if (pendingInput.length > 0) {
+      const p = pendingInput;
+      pendingInput = Buffer.alloc(0);
+      onData(p);
+      if (done) return;
+    }
     stdin.on('data', onData);
+    stdin.resume();
   });
 }

@@ -240,3 +240,60 @@ describe('pbsfs key create-master-key / show-master-pubkey / import-with-master-
     expect(info.length).toBe(keysExpected.master_key.bits);
   });
 });
+
+describe('terminal prompt (through a pseudo-terminal made by script(1))', () => {
+  /** Runs the CLI on a pty; answers each prompt (in order) once it appears. */
+  function runOnPty(args: string[], answers: [RegExp, string][], cwd: string): Promise<{ code: number; output: string }> {
+    const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+    const cmdline = [process.execPath, cliPath, ...args].map(q).join(' ');
+    return new Promise((resolve) => {
+      const child = execFile('script', ['-qec', cmdline, '/dev/null'], {
+        cwd,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TZ: 'UTC', HOME: cwd, TERM: 'dumb' },
+      });
+      let output = '';
+      let next = 0;
+      let seen = 0;
+      child.stdout?.on('data', (d: Buffer | string) => {
+        output += d.toString();
+        const a = answers[next];
+        if (a === undefined) return;
+        const m = a[0].exec(output.slice(seen));
+        if (m) {
+          seen += m.index + m[0].length;
+          next++;
+          child.stdin?.write(a[1]);
+        }
+      });
+      child.on('exit', (code) => resolve({ code: code ?? 1, output }));
+    });
+  }
+
+  it('key create asks twice with echo off; a mismatch is refused', () =>
+    tmp(async (dir) => {
+      const ok = await runOnPty(
+        ['key', 'create', 'k.json', '--kdf', 'pbkdf2'],
+        [
+          [/Encryption Key Password: /, 'typed secret\r'],
+          [/Verify Password: /, 'typed secret\r'],
+        ],
+        dir,
+      );
+      expect(ok.output).toContain('fingerprint:');
+      expect(ok.code).toBe(0);
+      expect(ok.output).not.toContain('typed secret');
+      const loaded = await loadKeyFile(join(dir, 'k.json'), async () => 'typed secret');
+      expect(loaded.keyConfig.kdf).not.toBeNull();
+      const bad = await runOnPty(
+        ['key', 'create', 'k2.json'],
+        [
+          [/Encryption Key Password: /, 'typed secret\r'],
+          [/Verify Password: /, 'other secret\r'],
+        ],
+        dir,
+      );
+      expect(bad.code).toBe(2);
+      expect(bad.output).toMatch(/do not match/);
+      expect(() => statSync(join(dir, 'k2.json'))).toThrow();
+    }));
+});
