@@ -37,6 +37,13 @@ function run(args: string[], env: Record<string, string>, stdin?: string): Promi
   });
 }
 
+// The zone the vector key files were written in, for commands that print local times.
+const vectorTz = ((): string => {
+  const created = JSON.parse(readFileSync(join(keysDir, 'key-none.json'), 'utf8')).created as string;
+  const m = /([+-])(\d\d):(\d\d)$/.exec(created);
+  return m ? `UTC${m[1] === '+' ? '-' : '+'}${m[2]}:${m[3]}` : 'UTC';
+})();
+
 const tmp = <T>(fn: (dir: string) => Promise<T>): Promise<T> => withDir(({ path }) => fn(path), { unsafeCleanup: true });
 
 describe('pbsfs key create / show / change-passphrase', () => {
@@ -145,7 +152,7 @@ describe('pbsfs key create / show / change-passphrase', () => {
 
 describe('pbsfs key paperkey / import-paperkey', () => {
   it('text paper key of a vector key matches upstream up to the QR art; html is the default', async () => {
-    const t = await run(['key', 'paperkey', join(keysDir, 'key-none.json'), '--output-format', 'text'], {});
+    const t = await run(['key', 'paperkey', join(keysDir, 'key-none.json'), '--output-format', 'text'], { TZ: vectorTz });
     expect(t.code).toBe(0);
     const upstream = readFileSync(join(keysDir, 'paperkey-key-none.txt'), 'utf8');
     const head = (s: string): string => s.slice(0, s.indexOf('-----END PROXMOX BACKUP KEY-----'));

@@ -7,8 +7,14 @@ import { CryptoError, FormatError, IntegrityError } from '../../src/errors.js';
 import { keysDir, VECTOR_PASSPHRASE } from '../helpers/paths.js';
 import { decodeQr, matrixFromBlockArt, matrixFromSvg } from '../helpers/qr-decode.js';
 
-// Paper keys print timestamps in the local zone; the vectors were made on a UTC machine.
-process.env.TZ = 'UTC';
+// Paper keys print timestamps in the local zone of the printing machine: print ours in the zone
+// the vector key files were written in (their offset), as a fixed-offset POSIX TZ.
+function tzForOffset(rfc3339: string): string {
+  const m = /([+-])(\d\d):(\d\d)$/.exec(rfc3339);
+  if (!m) return 'UTC';
+  return `UTC${m[1] === '+' ? '-' : '+'}${m[2]}:${m[3]}`; // POSIX TZ signs are inverted
+}
+process.env.TZ = tzForOffset(JSON.parse(readFileSync(join(keysDir, 'key-none.json'), 'utf8')).created);
 
 interface PaperKeyVector {
   file: string;
@@ -176,5 +182,41 @@ describe('import-paperkey', () => {
     const m = read('paperkey-master-private.txt');
     expect(() => parsePaperKey(m.replace(/^ 7: .*$/m, ''), 'm.txt')).toThrow(/line 7 is missing/);
     expect(() => parsePaperKey(m.replace(/^ 7: (.*)$/m, ' 7: $1!'), 'm.txt')).toThrow(/line 7/);
+  });
+});
+
+describe('hostile paper key and key file text', () => {
+  it('arbitrary text only ever gives a FormatError (or a key)', async () => {
+    const { default: fc } = await import('fast-check');
+    const pieces = fc.constantFrom(
+      PAPERKEY_BEGIN,
+      PAPERKEY_END,
+      '{',
+      '}',
+      '"kdf": null,',
+      ' 0: -----BEGIN ENCRYPTED PRIVATE KEY-----',
+      '19: -----END ENCRYPTED PRIVATE KEY-----',
+      '\n',
+      '\u2588\u2580',
+      '12: abc',
+    );
+    fc.assert(
+      fc.property(fc.array(fc.oneof(pieces, fc.string({ maxLength: 20 })), { maxLength: 30 }), (parts) => {
+        const text = parts.join('\n');
+        try {
+          parsePaperKey(text, 'fuzz.txt');
+        } catch (e) {
+          expect(e).toBeInstanceOf(FormatError);
+          expect((e as Error).message).toContain('fuzz.txt');
+        }
+        try {
+          parseKeyConfig(text, 'fuzz.json');
+        } catch (e) {
+          expect(e).toBeInstanceOf(FormatError);
+          expect((e as Error).message).toContain('fuzz.json');
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });
