@@ -121,6 +121,13 @@ export function decodeBlob(raw: Uint8Array, opts: DecodeBlobOptions): Buffer {
 
   const maxSize = opts.maxSize ?? MAX_BLOB_SIZE;
   let payload: Buffer = Buffer.from(raw.buffer, raw.byteOffset + header.headerSize, raw.length - header.headerSize);
+  // Uncompressed payloads (ciphertext included) are as long as the plaintext: refuse early,
+  // before spending a decryption on them.
+  if (!header.compressed && payload.length > maxSize) {
+    throw new LimitError(`blob payload of ${formatBytes(payload.length)} exceeds the limit of ${formatBytes(maxSize)}`, {
+      file: name,
+    });
+  }
 
   if (header.encrypted) {
     const crypt = opts.crypt;
@@ -143,11 +150,6 @@ export function decodeBlob(raw: Uint8Array, opts: DecodeBlobOptions): Buffer {
   if (header.compressed) {
     plain = decompress(payload, name, maxSize, opts.expectedSize);
   } else {
-    if (payload.length > maxSize) {
-      throw new LimitError(`blob payload of ${formatBytes(payload.length)} exceeds the limit of ${formatBytes(maxSize)}`, {
-        file: name,
-      });
-    }
     plain = payload;
   }
 

@@ -229,6 +229,9 @@ describe('hostile blobs', () => {
     // a known expected size smaller than the output is an integrity failure, found without
     // decoding the whole bomb
     expect(() => decodeBlob(blob, { name, expectedSize: 4096 })).toThrow(IntegrityError);
+    // an uncompressed encrypted payload beyond maxSize is refused before any decryption
+    const bigEnc = encodeBlob(randomBytes(5000), { crypt, compress: false });
+    expect(() => decodeBlob(bigEnc, { name, crypt: otherCrypt, maxSize: 4000 })).toThrow(LimitError);
     // uncompressed payload beyond maxSize is a LimitError too
     expect(() => decodeBlob(encodeBlob(randomBytes(5000), { compress: false }), { name, maxSize: 4000 })).toThrow(
       LimitError,
