@@ -78,19 +78,38 @@ function firstLine(data: Buffer, source: string): string {
   }
 }
 
+/** How long to wait for a non-blocking descriptor to deliver the passphrase. */
+const FD_WAIT_MS = 60_000;
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 function readFd(fd: number, source: string): Buffer {
   const buf = Buffer.alloc(MAX_SOURCE_BYTES);
   let len = 0;
+  let waited = 0;
   try {
     // Stop at the first newline: the rest of a pipe may belong to someone else.
     while (len < buf.length) {
-      const n = readSync(fd, buf, len, buf.length - len, null);
+      let n: number;
+      try {
+        n = readSync(fd, buf, len, buf.length - len, null);
+      } catch (e) {
+        // A non-blocking pipe with nothing in it yet: wait a little, within a bound.
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+        if (waited >= FD_WAIT_MS) throw new CryptoError(`timed out waiting for the passphrase on ${source}`);
+        sleepSync(20);
+        waited += 20;
+        continue;
+      }
       if (n === 0) break;
       const nl = buf.indexOf(0x0a, len);
       len += n;
       if (nl >= 0 && nl < len) break;
     }
   } catch (e) {
+    if (e instanceof CryptoError) throw e;
     throw fromSystemError(e, `fd ${fd}`, `cannot read the passphrase from ${source}`);
   }
   return buf.subarray(0, len);

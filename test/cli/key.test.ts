@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -246,6 +246,27 @@ describe('pbsfs key create-master-key / show-master-pubkey / import-with-master-
     expect(info.modulus).toBe(String(keysExpected.master_key.modulus_hex).toUpperCase());
     expect(info.length).toBe(keysExpected.master_key.bits);
   });
+});
+
+describe('passphrase from a descriptor the caller passes (PBS_ENCRYPTION_PASSWORD_FD)', () => {
+  it('reads the first line from an inherited pipe', () =>
+    tmp(async (dir) => {
+      const out = join(dir, 'k.json');
+      const child = spawn(process.execPath, [cliPath, 'key', 'import-paperkey', join(keysDir, 'paperkey-key-scrypt.txt'), out], {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TZ: vectorTz, PBS_ENCRYPTION_PASSWORD_FD: '3' },
+        stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+      const fd3 = child.stdio[3] as NodeJS.WritableStream;
+      fd3.write(`${VECTOR_PASSPHRASE}\nsecond line is ignored\n`);
+      fd3.end();
+      const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      const loaded = await loadKeyFile(out, async () => VECTOR_PASSPHRASE);
+      expect(loaded.crypt.encKey.toString('hex')).toBe(keysExpected.raw_key_hex);
+    }));
 });
 
 describe('terminal prompt (through a pseudo-terminal made by script(1))', () => {
