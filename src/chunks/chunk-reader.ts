@@ -134,6 +134,18 @@ export class ChunkReader {
     });
   }
 
+  /**
+   * Starts fetching a chunk into the cache if it is neither cached nor in flight (sequential
+   * read-ahead). Failures are dropped here: nothing is cached, and a real read retries and
+   * reports them. No-op without a cache.
+   */
+  prefetch(req: ChunkRequest): void {
+    if (this.cache === undefined) return;
+    const key = (req.cryptMode === 'encrypt' ? 'e' : 'n') + req.digest.toString('hex');
+    if (this.cache.has(key) || this.inflight.has(key)) return;
+    this.get(req).catch(() => undefined);
+  }
+
   /** Fetches and decodes without touching the cache (used by verify). */
   async fetchAndDecode(req: ChunkRequest): Promise<Buffer> {
     try {

@@ -12,9 +12,14 @@ import type { ChunkIndex } from './chunk-index.js';
 /** How many chunks one multi-chunk read fetches at a time (bounds memory for large reads). */
 const READ_AHEAD = 4;
 
+/** Chunks fetched ahead (into the cache) once reads look sequential. */
+const SEQUENTIAL_READ_AHEAD = 2;
+
 export class IndexReadAt implements ReadAt {
   readonly name: string;
   readonly size: number;
+  /** Last chunk touched by readAt, to detect sequential access. */
+  private lastChunk = -2;
 
   constructor(
     readonly index: ChunkIndex,
@@ -47,6 +52,10 @@ export class IndexReadAt implements ReadAt {
     if (end <= start) return Buffer.alloc(0);
     const first = this.index.chunkAt(start);
     const last = this.index.chunkAt(end - 1);
+    // Sequential access (a stream copy, `cat`, a FUSE reader): fetch the next chunks ahead so
+    // their I/O overlaps with this read.
+    if (first === this.lastChunk || first === this.lastChunk + 1) this.readAhead(last + 1);
+    this.lastChunk = last;
     const out = Buffer.allocUnsafe(end - start);
     // Fetch up to READ_AHEAD chunks concurrently, copy them out in order.
     const pending: Promise<Buffer>[] = [];
@@ -70,6 +79,14 @@ export class IndexReadAt implements ReadAt {
       throw e;
     }
     return out;
+  }
+
+  private readAhead(from: number): void {
+    const to = Math.min(this.index.count, from + SEQUENTIAL_READ_AHEAD);
+    for (let i = from; i < to; i++) {
+      const { start, end } = this.index.chunkRange(i);
+      this.reader.prefetch({ digest: this.index.digest(i), expectedSize: end - start, cryptMode: this.cryptMode });
+    }
   }
 
   private wrap(e: unknown, i: number, digest: Buffer, start: number): unknown {
