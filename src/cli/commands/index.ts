@@ -10,6 +10,7 @@ import { register as registerCat } from './cat.js';
 import { register as registerVerify } from './verify.js';
 import { register as registerKey } from './key.js';
 import { register as registerBackup } from './backup.js';
+import { register as registerDemo } from './demo.js';
 
 export function registerCommands(program: Command): void {
   void program;
@@ -21,4 +22,5 @@ export function registerCommands(program: Command): void {
   registerVerify(program);
   registerKey(program);
   registerBackup(program);
+  registerDemo(program);
 }
