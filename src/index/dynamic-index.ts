@@ -47,7 +47,10 @@ export class DynamicIndex implements ChunkIndex {
     let prev = 0;
     for (let i = 0; i < this.count; i++) {
       const off = INDEX_HEADER_SIZE + i * ENTRY_SIZE;
-      const end = readU64(raw, off, { file: name, offset: off });
+      // Two u32 halves instead of a BigInt per entry: this loop runs once per chunk.
+      const hi = raw.readUInt32LE(off + 4);
+      if (hi > 0x1fffff) readU64(raw, off, { file: name, offset: off }); // throws: beyond 2^53
+      const end = hi * 0x100000000 + raw.readUInt32LE(off);
       if (end <= prev) {
         throw new FormatError(
           `chunk ${i} ends at ${end}, not after the previous end ${prev} (zero-length or backwards chunk)`,

@@ -70,7 +70,16 @@ export function register(program: Command): void {
         const ds = await openDatastore(g);
         const ns = namespaceOf(g);
         const snaps = await ds.listSnapshots(ns, group);
-        const items = await Promise.all(snaps.map((s) => describe(ds, s)));
+        // A few manifests at a time: a datastore can hold thousands of snapshots.
+        const items: SnapshotListItem[] = new Array<SnapshotListItem>(snaps.length);
+        let next = 0;
+        const worker = async (): Promise<void> => {
+          while (next < snaps.length) {
+            const i = next++;
+            items[i] = await describe(ds, snaps[i]!);
+          }
+        };
+        await Promise.all(Array.from({ length: 8 }, worker));
         printResult(g, items, () => {
           if (items.length === 0) return 'no snapshots';
           const rows = [['snapshot', 'size', 'crypt-mode', 'files']];
