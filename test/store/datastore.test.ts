@@ -103,18 +103,23 @@ describe('vector datastore listing', () => {
 describe('hostile directory contents (temp copy)', () => {
   let copy: DatastoreCopy;
   const skipped: string[] = [];
+  // A root-namespace snapshot of the vectors; its group gets the hostile neighbours.
+  const target = expectedSnapshots().find((s) => !s.namespace)!;
+  const targetRef = splitSnapshotPath(target.path).ref;
+  const group = `${targetRef.type}/${targetRef.id}`;
+  const incompleteRef = `${group}/2030-01-01T00:00:00Z`;
   beforeAll(async () => {
     copy = await copyDatastore();
     const r = copy.root;
     await mkdir(join(r, 'vm', '..bad'), { recursive: true });
     await mkdir(join(r, 'vm', 'bad name'), { recursive: true });
-    await mkdir(join(r, 'vm', '100', 'not-a-time'), { recursive: true });
-    await mkdir(join(r, 'vm', '100', '2030-01-01T00:00:00Z'), { recursive: true }); // incomplete
-    await writeFile(join(r, 'vm', '100', '2030-01-01T00:00:00Z', 'drive-scsi0.img.tmp_fidx'), 'x');
+    await mkdir(join(r, group, 'not-a-time'), { recursive: true });
+    await mkdir(join(r, incompleteRef), { recursive: true }); // incomplete
+    await writeFile(join(r, incompleteRef, 'drive-scsi0.img.tmp_fidx'), 'x');
     await mkdir(join(r, 'ns', 'bad ns'), { recursive: true });
     await mkdir(join(r, 'ct'), { recursive: true });
-    await symlink('/etc', join(r, 'ct', '200'));
-    const snap = join(r, 'vm', '100', '2024-06-02T10:00:00Z');
+    await symlink('/etc', join(r, 'ct', 'zz-link'));
+    const snap = join(r, target.path);
     await writeFile(join(snap, 'evil name.blob'), 'x');
     await writeFile(join(snap, 'client.log.blob.tmp_abc'), 'x');
     await symlink('/etc/passwd', join(snap, 'link.blob'));
@@ -125,27 +130,33 @@ describe('hostile directory contents (temp copy)', () => {
   it('skips and reports hostile names, lists incomplete snapshots as such', async () => {
     const ds = await Datastore.open(copy.root);
     const report = (p: string): void => void skipped.push(p);
+    const exp = expectedSnapshots();
     const nss = await ds.listNamespaces([], report);
-    expect(nss.map((n) => n.join('/'))).toEqual(['dev']);
+    const expectedNs = new Set<string>();
+    for (const s of exp) {
+      const parts = (s.namespace ?? '').split('/').filter(Boolean);
+      parts.forEach((_p, i) => expectedNs.add(parts.slice(0, i + 1).join('/')));
+    }
+    expect(nss.map((n) => n.join('/')).sort()).toEqual([...expectedNs].sort());
     const groups = await ds.listGroups([], report);
-    expect(groups.map((g) => `${g.type}/${g.id}`)).toEqual(['host/testhost', 'vm/100']);
-    const snaps = await ds.listSnapshots([], { type: 'vm', id: '100' }, report);
+    const expectedGroups = new Set(exp.filter((s) => !s.namespace).map((s) => s.path.split('/').slice(0, 2).join('/')));
+    expect(groups.map((g) => `${g.type}/${g.id}`).sort()).toEqual([...expectedGroups].sort());
+    const snaps = await ds.listSnapshots([], targetRef, report);
     const incomplete = snaps.filter((s) => !s.complete);
-    expect(incomplete.map((s) => formatSnapshotRef(s))).toEqual(['vm/100/2030-01-01T00:00:00Z']);
+    expect(incomplete.map((s) => formatSnapshotRef(s))).toEqual([incompleteRef]);
     expect(incomplete[0]!.files).toEqual([]);
-    const s2 = snaps.find((s) => formatSnapshotRef(s) === 'vm/100/2024-06-02T10:00:00Z')!;
-    expect(s2.files).toEqual(['drive-scsi0.img.fidx', 'index.json.blob', 'qemu-server.conf.blob']);
-    for (const p of ['ns/bad ns', 'vm/..bad', 'vm/bad name', 'ct/200', 'vm/100/not-a-time', 'evil name.blob', 'link.blob']) {
+    const s2 = snaps.find((s) => formatSnapshotRef(s) === target.path)!;
+    expect(s2.files).toEqual(Object.keys(target.files).sort());
+    for (const p of ['ns/bad ns', 'vm/..bad', 'vm/bad name', 'ct/zz-link', `${group}/not-a-time`, 'evil name.blob', 'link.blob']) {
       expect(skipped.some((s) => s.endsWith(p))).toBe(true);
     }
   });
 
   it('opening an incomplete snapshot says so; a symlinked archive is not followed', async () => {
     const ds = await Datastore.open(copy.root);
-    await expect(Snapshot.open(ds, [], parseSnapshotRef('vm/100/2030-01-01T00:00:00Z'))).rejects.toThrow(/incomplete/);
-    await expect(Snapshot.open(ds, [], parseSnapshotRef('vm/100/2031-01-01T00:00:00Z'))).rejects.toThrow(NotFoundError);
-    const ref = parseSnapshotRef('vm/100/2024-06-02T10:00:00Z');
-    await expect(ds.readSnapshotFile([], ref, 'link.blob', 1 << 20)).rejects.toThrow(/link\.blob/);
-    await expect(ds.readSnapshotFile([], ref, '../../x.blob', 1 << 20)).rejects.toThrow(FormatError);
+    await expect(Snapshot.open(ds, [], parseSnapshotRef(incompleteRef))).rejects.toThrow(/incomplete/);
+    await expect(Snapshot.open(ds, [], parseSnapshotRef(`${group}/2031-01-01T00:00:00Z`))).rejects.toThrow(NotFoundError);
+    await expect(ds.readSnapshotFile([], targetRef, 'link.blob', 1 << 20)).rejects.toThrow(/link\.blob/);
+    await expect(ds.readSnapshotFile([], targetRef, '../../x.blob', 1 << 20)).rejects.toThrow(FormatError);
   });
 });
