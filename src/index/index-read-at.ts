@@ -5,12 +5,15 @@
  */
 import type { BlobCryptMode } from '../blob/data-blob.js';
 import type { ChunkReader } from '../chunks/chunk-reader.js';
-import { FormatError, PbsfsError, type ErrorContext } from '../errors.js';
+import { FormatError, LimitError, PbsfsError, type ErrorContext } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
 import type { ChunkIndex } from './chunk-index.js';
 
 /** How many chunks one multi-chunk read fetches at a time (bounds memory for large reads). */
 const READ_AHEAD = 4;
+
+/** One read returns at most this much (the result is one buffer); stream larger ranges. */
+export const MAX_READ_BYTES = 1024 * 1024 * 1024;
 
 /** Chunks fetched ahead (into the cache) once reads look sequential. */
 const SEQUENTIAL_READ_AHEAD = 2;
@@ -50,6 +53,12 @@ export class IndexReadAt implements ReadAt {
     const start = Math.min(offset, this.size);
     const end = Math.min(this.size, start + length);
     if (end <= start) return Buffer.alloc(0);
+    if (end - start > MAX_READ_BYTES) {
+      throw new LimitError(`read of ${end - start} bytes exceeds the ${MAX_READ_BYTES}-byte limit for one read`, {
+        file: this.name,
+        offset,
+      });
+    }
     const first = this.index.chunkAt(start);
     const last = this.index.chunkAt(end - 1);
     // Sequential access (a stream copy, `cat`, a FUSE reader): fetch the next chunks ahead so
