@@ -82,18 +82,24 @@ export class PxarSequentialDecoder {
 
   /**
    * Every entry in archive order. A directory's `end` is filled in when its GOODBYE is reached
-   * (after its children have been yielded).
+   * (after its children have been yielded). With `from` (a directory found by the accessor and
+   * its path), only that subtree is walked: `from` itself comes first, at depth 0.
    */
-  async *entries(): AsyncGenerator<SequentialEntry> {
+  async *entries(from?: { entry: PxarEntry; path: Buffer }): AsyncGenerator<SequentialEntry> {
     const size = this.archive.size;
     const maxDepth = this.opts.maxDepth ?? 1024;
     const r = new ItemReader(this.archive, Math.max(4096, this.opts.blockSize ?? 1024 * 1024));
-    const rootBody = await decodeEntryBody(r, this.rootPos, size, this.version);
-    if (rootBody.kind !== 'directory') throw r.error(`the root entry is a ${rootBody.kind}, not a directory`, this.rootPos);
-    const root: SequentialEntry = { ...entryFromBody(Buffer.alloc(0), -1, this.rootPos, rootBody), path: Buffer.from('/'), depth: 0 };
+    const startPos = from === undefined ? this.rootPos : from.entry.entryOffset;
+    const startBody = await decodeEntryBody(r, startPos, size, this.version);
+    if (startBody.kind !== 'directory') throw r.error(`the walk must start at a directory, found a ${startBody.kind}`, startPos);
+    const root: SequentialEntry = {
+      ...entryFromBody(from?.entry.name ?? Buffer.alloc(0), from?.entry.filenameOffset ?? -1, startPos, startBody),
+      path: from?.path ?? Buffer.from('/'),
+      depth: 0,
+    };
     yield root;
     const stack: SequentialEntry[] = [root];
-    let pos = rootBody.next;
+    let pos = startBody.next;
     while (stack.length > 0) {
       const parent = stack[stack.length - 1]!;
       const h = await r.header(pos, size);
@@ -108,7 +114,7 @@ export class PxarSequentialDecoder {
       }
       const fnPos = pos;
       const { name, next } = await readFilename(r, pos, size);
-      const path = parent.depth === 0 ? Buffer.concat([parent.path, name]) : Buffer.concat([parent.path, SLASH, name]);
+      const path = parent.path.length > 0 && parent.path[parent.path.length - 1] === 0x2f ? Buffer.concat([parent.path, name]) : Buffer.concat([parent.path, SLASH, name]);
       const depth = parent.depth + 1;
       const eh = await r.header(next, size);
       if (eh.htype === PXAR.HARDLINK) {
