@@ -131,7 +131,10 @@ export class Chunker {
     if (pos < len) {
       // From here on every byte is a cut candidate; the forced cut at max bounds the loop.
       const end = Math.min(len, pos + (maxSize - chunkLen));
-      while (pos < end) {
+      // While the byte leaving the window is still in the saved window (the first 64 bytes
+      // of `data`), read it from there...
+      const direct = Math.min(end, Math.max(pos, WINDOW));
+      while (pos < direct) {
         const idx = chunkLen & 63;
         const enter = data[pos++]!;
         h = ((h << 1) | (h >>> 31)) ^ T[win[idx]!]! ^ T[enter]!;
@@ -139,7 +142,19 @@ export class Chunker {
         chunkLen++;
         if ((h & mask) >= threshold) return this.reset(pos);
       }
+      // ...then straight from `data` (the leaving byte is 64 positions back, same chunk).
+      const fast = pos;
+      while (pos < end) {
+        h = ((h << 1) | (h >>> 31)) ^ T[data[pos - WINDOW]!]! ^ T[data[pos]!]!;
+        pos++;
+        if ((h & mask) >= threshold) return this.reset(pos);
+      }
+      chunkLen += pos - fast;
       if (chunkLen >= maxSize) return this.reset(pos);
+      if (pos > fast) {
+        // keep the last 64 bytes for the next call, at their chunkLen & 63 slots
+        for (let q = Math.max(fast, pos - WINDOW); q < pos; q++) win[(chunkLen - (pos - q)) & 63] = data[q]!;
+      }
     }
     this.h = h;
     this.chunkLen = chunkLen;
