@@ -94,12 +94,16 @@ export interface OpenedSnapshotArgs {
 }
 
 /** Parses SNAPSHOT, gets the key, opens the datastore and the snapshot (manifest checked). */
-export async function openSnapshotArg(g: GlobalOptions, snapshotArg: string): Promise<OpenedSnapshotArgs> {
+export async function openSnapshotArg(
+  g: GlobalOptions,
+  snapshotArg: string,
+  opts: { cacheBytes?: number } = {},
+): Promise<OpenedSnapshotArgs> {
   const ref = parseSnapshotRef(snapshotArg);
   const ns = namespaceOf(g);
   const ds = await openDatastore(g);
   const crypt = await new KeySource(g).forSnapshot(ds, ns, ref);
-  const snapshot = await Snapshot.open(ds, ns, ref, crypt ? { crypt } : {});
+  const snapshot = await Snapshot.open(ds, ns, ref, { ...(crypt ? { crypt } : {}), ...opts });
   return { ds, ns, ref, crypt, snapshot };
 }
 

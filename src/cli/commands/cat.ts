@@ -72,7 +72,8 @@ export function register(program: Command): void {
     .action(
       action(async (snapshotArg: string, archive: string, path: string | undefined, _opts: unknown, cmd: Command) => {
         const g = globalOptions(cmd);
-        const { snapshot } = await openSnapshotArg(g, snapshotArg);
+        // A one-pass stream gains nothing from a big cache; keep the footprint small.
+        const { snapshot } = await openSnapshotArg(g, snapshotArg, path === undefined ? { cacheBytes: 16 * 1024 * 1024 } : {});
         const out = process.stdout;
         // A closed pipe (e.g. `| head`) ends the command quietly, as cat(1) does.
         out.on('error', () => undefined);
