@@ -59,10 +59,6 @@ function uncachedReader(ds: Datastore): ChunkReader {
   return new ChunkReader(ds.chunkStore, { cacheBytes: 0 });
 }
 
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
 /** Verifies one chunk's raw blob; returns whether it could be decrypted. Throws on any fault. */
 async function verifyChunk(
   ds: Datastore,
