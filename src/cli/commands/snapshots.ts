@@ -84,8 +84,7 @@ export function register(program: Command): void {
           if (items.length === 0) return 'no snapshots';
           const rows = [['snapshot', 'size', 'crypt-mode', 'files']];
           for (const [i, it] of items.entries()) {
-            const s = snaps[i]!;
-            const ref = (s.ns.length ? s.ns.join('/') + ':' : '') + formatSnapshotRef(s);
+            const ref = formatSnapshotRef(snaps[i]!); // all in the --ns namespace
             rows.push([
               ref,
               it.size !== undefined ? formatBytes(it.size) : it.incomplete ? '(incomplete)' : '(unreadable)',
