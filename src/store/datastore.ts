@@ -200,7 +200,7 @@ export class Datastore {
       const st = await fh.stat();
       if (!st.isFile()) throw new FormatError('not a regular file', { file: rel });
       if (st.size > maxBytes) throw new LimitError(`file is ${st.size} bytes, more than the ${maxBytes}-byte limit`, { file: rel });
-      const buf = Buffer.allocUnsafe(st.size);
+      const buf = Buffer.allocUnsafeSlow(st.size);
       let got = 0;
       while (got < buf.length) {
         const { bytesRead } = await fh.read(buf, got, buf.length - got, got);

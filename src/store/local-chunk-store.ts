@@ -54,7 +54,8 @@ export class LocalChunkStore implements ChunkStore {
         throw new LimitError(`chunk file is ${st.size} bytes, more than the ${this.maxChunkBytes}-byte limit`, { file: rel });
       }
       // One read into an exact-size buffer; loop only for short reads (network file systems).
-      const buf = Buffer.allocUnsafe(st.size);
+      // Not from the shared pool: a cached small chunk must not pin an 8 KiB pool slab.
+      const buf = Buffer.allocUnsafeSlow(st.size);
       let got = 0;
       while (got < buf.length) {
         const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
