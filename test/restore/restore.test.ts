@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, linkSync, lstatSync, readFileSync, readdirSync, readlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { dir, type DirectoryResult } from 'tmp-promise';
 import { IoError } from '../../src/errors.js';
@@ -9,7 +8,8 @@ import { BufferReadAt, FileReadAt, type ReadAt } from '../../src/io/read-at.js';
 import { restorePxar } from '../../src/restore/restore.js';
 import { pxarDir } from '../helpers/paths.js';
 import { buildV1 } from '../pxar/build.js';
-import { loadListing, type ListingEntry } from '../pxar/listing.js';
+import { loadListing } from '../pxar/listing.js';
+import { compareTree } from './compare.js';
 
 const isRoot = process.getuid?.() === 0;
 const temps: DirectoryResult[] = [];
@@ -32,112 +32,6 @@ async function open(which: 'v1' | 'v2'): Promise<{ archive: ReadAt; payload: Rea
   return { archive: m, payload: p, close: async () => (await m.close(), await p.close()) };
 }
 
-/** Host path (raw bytes) of a listing path under `root`. */
-function hostPath(root: string, e: ListingEntry): Buffer {
-  return Buffer.concat([Buffer.from(root), Buffer.from(e.path_hex === '2f' ? '' : e.path_hex, 'hex')]);
-}
-
-/**
- * Runs a tool on a path; argv is UTF-8, so a file whose name is not gets probed through a
- * temporary hardlink with an ASCII name (xattrs and ACLs belong to the inode).
- */
-function onPath(p: Buffer, run: (ascii: string) => string): string {
-  if (Buffer.from(p.toString('utf8')).equals(p)) return run(p.toString('utf8'));
-  const probe = join(temps[0]!.path, 'probe-link');
-  linkSync(p, probe);
-  try {
-    return run(probe);
-  } finally {
-    unlinkSync(probe);
-  }
-}
-
-/** getfattr -d of one path: name -> hex value. */
-function xattrsOf(p: Buffer): Map<string, string> {
-  const out = onPath(p, (a) =>
-    execFileSync('getfattr', ['--absolute-names', '-h', '-d', '-m', '-', '-e', 'hex', a], { encoding: 'latin1' }),
-  );
-  const m = new Map<string, string>();
-  for (const line of out.split('\n')) {
-    const i = line.indexOf('=');
-    if (line.startsWith('#') || i < 0) continue;
-    m.set(line.slice(0, i), line.slice(i + 1).replace(/^0x/, '').replace(/^""$/, ''));
-  }
-  return m;
-}
-
-const TYPE: Record<string, number> = {
-  directory: 0o040000,
-  file: 0o100000,
-  symlink: 0o120000,
-  chardev: 0o020000,
-  blockdev: 0o060000,
-  fifo: 0o010000,
-  socket: 0o140000,
-};
-
-function compareTree(root: string, which: 'v1' | 'v2'): void {
-  const listing = loadListing(which);
-  const byHex = new Map(listing.map((e) => [e.path_hex, e]));
-  const expectedCount = listing.length;
-  let seen = 0;
-  for (const exp of listing) {
-    const p = hostPath(root, exp);
-    const st = lstatSync(p, { bigint: true });
-    seen++;
-    const meta = exp.kind === 'hardlink' ? byHex.get(Buffer.from('/' + exp.hardlink_target!.replace(/\0$/, '')).toString('hex'))! : exp;
-    const where = exp.path;
-    expect(Number(st.mode) & 0o170000, where).toBe(TYPE[meta.kind]);
-    expect(Number(st.mode), where).toBe(meta.mode_dec);
-    if (isRoot) expect([Number(st.uid), Number(st.gid)], where).toEqual([meta.uid, meta.gid]);
-    expect(st.mtimeNs, where).toBe(BigInt(meta.mtime!.secs) * 1_000_000_000n + BigInt(meta.mtime!.nanos));
-    if (meta.kind === 'file') {
-      const data = readFileSync(p);
-      expect(createHash('sha256').update(data).digest('hex'), where).toBe(meta.sha256);
-    }
-    if (exp.kind === 'hardlink') {
-      const t = lstatSync(hostPath(root, meta), { bigint: true });
-      expect(st.ino, `${where} shares the inode of its target`).toBe(t.ino);
-      expect(Number(st.nlink)).toBeGreaterThanOrEqual(2);
-    }
-    if (exp.kind === 'symlink') {
-      expect(readlinkSync(p, { encoding: 'buffer' }).toString(), where).toBe(exp.symlink_target!.replace(/\0$/, ''));
-    }
-    if (exp.kind === 'chardev' || exp.kind === 'blockdev') {
-      const maj = exp.device_major!;
-      const min = exp.device_minor!;
-      expect(Number(st.rdev), where).toBe(((maj & 0xfff) << 8) | (min & 0xff) | ((min & ~0xff) << 12));
-    }
-    if (meta.kind !== 'symlink') {
-      const x = xattrsOf(p);
-      for (const want of meta.xattrs ?? []) expect(x.get(want.name), `${where} ${want.name}`).toBe(want.value_hex);
-      if (meta.fcaps_hex !== undefined) expect(x.get('security.capability'), where).toBe(meta.fcaps_hex);
-      else expect(x.has('security.capability'), where).toBe(false);
-      const acl = meta.acl;
-      const text = onPath(p, (a) => execFileSync('getfacl', ['-n', '-p', '-c', a], { encoding: 'utf8' }));
-      for (const u of acl?.users ?? []) expect(text, where).toMatch(new RegExp(`^user:${u.uid}:${perm(u.permissions)}`, 'm'));
-      for (const g of acl?.groups ?? []) expect(text, where).toMatch(new RegExp(`^group:${g.gid}:${perm(g.permissions)}`, 'm'));
-      if (acl?.group_obj) expect(text, where).toMatch(new RegExp(`^group::${perm(acl.group_obj.permissions)}`, 'm'));
-      for (const u of acl?.default_users ?? []) expect(text, where).toMatch(new RegExp(`^default:user:${u.uid}:${perm(u.permissions)}`, 'm'));
-      for (const g of acl?.default_groups ?? []) expect(text, where).toMatch(new RegExp(`^default:group:${g.gid}:${perm(g.permissions)}`, 'm'));
-      if (acl?.default) expect(text, where).toMatch(new RegExp(`^default:other::${perm(acl.default.other_permissions)}`, 'm'));
-      if (!acl) expect(text.includes('user:') && /^user:\d/m.test(text), where).toBe(false);
-    }
-  }
-  expect(seen).toBe(expectedCount);
-  // Nothing more than the listing (and no staging directory left behind).
-  const count = (d: Buffer): number =>
-    readdirSync(d, { encoding: 'buffer', withFileTypes: true }).reduce(
-      (n, de) => n + 1 + (de.isDirectory() ? count(Buffer.concat([d, Buffer.from('/'), de.name])) : 0),
-      0,
-    );
-  expect(count(Buffer.from(root)) + 1).toBe(expectedCount);
-}
-
-function perm(p: number): string {
-  return `${p & 4 ? 'r' : '-'}${p & 2 ? 'w' : '-'}${p & 1 ? 'x' : '-'}`;
-}
-
 describe('restore', () => {
   for (const which of ['v1', 'v2'] as const) {
     it(`restores archive-${which} completely and exactly`, async () => {
@@ -156,7 +50,7 @@ describe('restore', () => {
       expect(progress.length).toBeGreaterThan(10);
       expect(progress[progress.length - 1]).toBeGreaterThan(0);
       if (!isRoot) return; // owners and devices need root; the suite runs as root.
-      compareTree(target, which);
+      compareTree(target, which, t);
     });
   }
 

@@ -11,6 +11,8 @@ import { register as registerVerify } from './verify.js';
 import { register as registerKey } from './key.js';
 import { register as registerBackup } from './backup.js';
 import { register as registerDemo } from './demo.js';
+import { register as registerLs } from './ls.js';
+import { register as registerRestore } from './restore.js';
 
 export function registerCommands(program: Command): void {
   void program;
@@ -23,4 +25,6 @@ export function registerCommands(program: Command): void {
   registerKey(program);
   registerBackup(program);
   registerDemo(program);
+  registerLs(program);
+  registerRestore(program);
 }

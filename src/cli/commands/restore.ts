@@ -1,0 +1,75 @@
+/**
+ * `pbsfs restore SNAPSHOT ARCHIVE TARGET [--path PATH]`: restores a pxar file archive (or one path
+ * inside it) with its metadata into a local directory. See src/restore/restore.ts for what is
+ * restored and how writing outside TARGET is prevented. Progress on a terminal; summary at the end.
+ */
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { restorePxar, type RestoreProgress } from '../../restore/restore.js';
+import { formatBytes } from '../../util/bytes.js';
+import { action, globalOptions, isInteractive, printResult } from '../context.js';
+import { openSnapshotPxar } from '../pxar-hooks.js';
+import { openSnapshotArg } from '../snapshot-args.js';
+
+export function register(program: Command): void {
+  program
+    .command('restore')
+    .description('restore a pxar file archive, or one path inside it, into a local directory')
+    .argument('<snapshot>', 'snapshot, e.g. host/myhost/2024-06-05T10:20:30Z')
+    .argument('<archive>', 'file archive: root.pxar, root.pxar.didx or root.mpxar.didx')
+    .argument('<target>', 'directory to restore into (created if missing; existing files are never replaced)')
+    .option('--path <path>', 'restore only this path of the archive, as TARGET/<its name>')
+    .option('--no-xattrs', 'do not restore xattrs, ACLs and file capabilities')
+    .action(
+      action(async (snapshotArg: string, archive: string, target: string, opts: { path?: string; xattrs: boolean }, cmd: Command) => {
+        const g = globalOptions(cmd);
+        const { snapshot } = await openSnapshotArg(g, snapshotArg);
+        const src = await openSnapshotPxar(snapshot, archive);
+        let bar: cliProgress.SingleBar | undefined;
+        let last = 0;
+        const onProgress = (p: RestoreProgress): void => {
+          if (!isInteractive()) return;
+          if (bar === undefined) {
+            bar = new cliProgress.SingleBar(
+              {
+                stream: process.stderr,
+                format: 'restore [{bar}] {percentage}% | {entries} entries | {data}',
+                hideCursor: true,
+                clearOnComplete: true,
+              },
+              cliProgress.Presets.shades_classic,
+            );
+            bar.start(p.total, 0, { entries: 0, data: '0 B' });
+          }
+          const now = Date.now();
+          if (now - last < 100 && p.position < p.total) return;
+          last = now;
+          bar.update(p.position, { entries: p.entries, data: formatBytes(p.bytes) });
+        };
+        let summary;
+        try {
+          summary = await restorePxar(src.archive, src.payload, target, {
+            ...(opts.path !== undefined ? { path: opts.path } : {}),
+            xattrs: opts.xattrs,
+            onProgress,
+          });
+        } finally {
+          bar?.stop();
+        }
+        for (const w of summary.warnings) process.stderr.write(`pbsfs: warning: ${w}\n`);
+        printResult(g, summary, () => {
+          const s = summary;
+          const parts = [
+            `${s.files} files (${formatBytes(s.bytes)})`,
+            `${s.directories} directories`,
+            `${s.symlinks} symlinks`,
+            `${s.hardlinks} hardlinks`,
+          ];
+          if (s.fifos + s.sockets + s.devices > 0) parts.push(`${s.fifos} fifos, ${s.sockets} sockets, ${s.devices} devices`);
+          if (s.skipped > 0) parts.push(`${s.skipped} skipped`);
+          const times = s.timeMethod === 'node' ? ' (mtimes to the microsecond)' : '';
+          return `restored ${parts.join(', ')} into ${s.target}${times}`;
+        });
+      }),
+    );
+}
