@@ -14,9 +14,11 @@
  * Metadata is applied in batches after contents: chown, then chmod (root) or xattrs first
  * (non-root, so a mode-000 file still takes its xattrs), then times; a directory's metadata is
  * applied after its children, so its mode cannot block them and its mtime stays as archived.
+ * chattr flags (files and directories) come last of all. FAT attributes (hidden, system,
+ * archive) and quota project ids are not restored.
  */
 import { constants as FS } from 'node:fs';
-import { chmod, lchown, link, lstat, mkdir, mkdtemp, open, realpath, rmdir, symlink, unlink } from 'node:fs/promises';
+import { chmod, lchown, link, mkdir, mkdtemp, open, realpath, rmdir, stat, symlink, unlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { IoError, PbsfsError, UsageError, fromSystemError } from '../errors.js';
@@ -25,7 +27,7 @@ import { PxarAccessor } from '../pxar/accessor.js';
 import { allXattrs } from '../pxar/acl.js';
 import { PxarSequentialDecoder } from '../pxar/sequential.js';
 import type { PxarEntry, PxarStat, PxarXattr } from '../pxar/types.js';
-import { applyTimes, applyXattrs, detectTimeMethod, mkfifo, mknod, type TimeMethod } from './tools.js';
+import { applyFlags, applyTimes, applyXattrs, chattrLetters, detectTimeMethod, mkfifo, mknod, type FlagJob, type TimeMethod } from './tools.js';
 
 export interface RestoreOptions {
   /** Restore only this path of the archive (it becomes TARGET/<its name>). */
@@ -38,6 +40,8 @@ export interface RestoreOptions {
   xattrs?: boolean;
   /** Called after every entry. */
   onProgress?: (p: RestoreProgress) => void;
+  /** Restore chattr flags such as noatime or immutable (default true). */
+  flags?: boolean;
   /** Entries whose metadata is applied together (default 4096). */
   batchSize?: number;
 }
@@ -93,12 +97,15 @@ const MAX_SOCKET_PATH = 107;
 class Restorer {
   readonly summary: RestoreSummary;
   private readonly pending: MetaJob[] = [];
+  /** chattr flags, applied after everything else (immutable would block later steps). */
+  private readonly flagJobs: FlagJob[] = [];
   /** Where each restored regular file went, by its FILENAME offset (for hardlinks). */
   private readonly restoredFiles = new Map<number, Buffer>();
   private readonly isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   private readonly owner: boolean;
   private readonly devices: boolean;
   private readonly xattrs: boolean;
+  private readonly flags: boolean;
   private readonly batch: number;
   private tmpCounter = 0;
 
@@ -112,6 +119,7 @@ class Restorer {
     this.owner = opts.owner ?? this.isRoot;
     this.devices = opts.devices ?? this.isRoot;
     this.xattrs = opts.xattrs ?? true;
+    this.flags = opts.flags ?? true;
     this.batch = Math.max(1, opts.batchSize ?? 4096);
     this.summary = {
       target,
@@ -144,7 +152,14 @@ class Restorer {
     const md = e.metadata!;
     const symlink = e.kind === 'symlink';
     this.pending.push({ path, stat: md.stat, symlink, xattrs: this.xattrs && !symlink ? allXattrs(md) : [] });
+    const letters = e.kind === 'file' || e.kind === 'directory' ? chattrLetters(md.stat.flags) : '';
+    if (letters !== '' && this.flags) this.flagJobs.push({ path, letters });
     if (this.pending.length >= this.batch) await this.flush();
+  }
+
+  /** Applies the collected chattr flags: the very last step. */
+  async applyFlags(): Promise<void> {
+    for (const line of await applyFlags(this.flagJobs.splice(0))) this.warn(`flags: ${line}`);
   }
 
   async flush(): Promise<void> {
@@ -357,7 +372,8 @@ export async function restorePxar(
   } catch (err) {
     throw fromSystemError(err, target, 'cannot create the restore target');
   }
-  const st = await lstat(target).catch((err: unknown) => {
+  // stat, not lstat: TARGET is the user's own path and may be a symlink to a directory.
+  const st = await stat(target).catch((err: unknown) => {
     throw fromSystemError(err, target, 'cannot access the restore target');
   });
   if (!st.isDirectory()) throw new UsageError(`restore target ${target} is not a directory`);
@@ -380,6 +396,7 @@ export async function restorePxar(
     // which the root directory's metadata (queued last) then sets.
     await rmdir(staging);
     await r.flush();
+    await r.applyFlags();
   } finally {
     await rmdir(staging).catch(() => undefined);
   }

@@ -10,7 +10,9 @@
  *   `python3` process calling os.utime(ns=..., follow_symlinks=False); without python3, each
  *   path whose time needs more than microseconds gets `touch -h -d @S.N` (GNU coreutils), and
  *   failing that fs.lutimes (microseconds);
- * - FIFOs and device nodes: `mkfifo` and `mknod` (coreutils).
+ * - FIFOs and device nodes: `mkfifo` and `mknod` (coreutils);
+ * - chattr flags (noatime, immutable, ...): `chattr` (e2fsprogs), last of all, since immutable
+ *   and append-only would block everything after them.
  */
 import { spawn } from 'node:child_process';
 import { lutimes } from 'node:fs/promises';
@@ -159,4 +161,56 @@ export async function mkfifo(path: string): Promise<void> {
 export async function mknod(path: string, type: 'c' | 'b', major: number, minor: number): Promise<void> {
   const r = await runTool('mknod', ['-m', '600', '--', path, type, String(major), String(minor)]);
   if (r.code !== 0) throw new IoError(`cannot create device node: ${r.stderr || `mknod exited with ${r.code}`}`, { file: path });
+}
+
+/** pxar ENTRY flag bits (spec §13.2) and their chattr letters; FAT attributes have none. */
+const CHATTR_LETTERS: [number, string][] = [
+  [0x10000, 'a'], // append only
+  [0x20000, 'A'], // no atime updates
+  [0x40000, 'c'], // compressed
+  [0x80000, 'C'], // no copy-on-write
+  [0x100000, 'd'], // no dump
+  [0x200000, 'D'], // synchronous directory updates
+  [0x400000, 'i'], // immutable
+  [0x800000, 'S'], // synchronous updates
+  [0x1000000, 'm'], // no compression
+  [0x2000000, 'P'], // project id inheritance
+];
+
+/** The chattr letters for a flags value ('' when none apply). */
+export function chattrLetters(flags: number): string {
+  return CHATTR_LETTERS.filter(([bit]) => (flags & bit) !== 0)
+    .map(([, l]) => l)
+    .join('');
+}
+
+export interface FlagJob {
+  path: Buffer;
+  letters: string;
+}
+
+/** Applies chattr flags, one chattr run per letter set and up to 200 paths. */
+export async function applyFlags(jobs: FlagJob[]): Promise<string[]> {
+  const problems: string[] = [];
+  const groups = new Map<string, string[]>();
+  for (const j of jobs) {
+    // argv is UTF-8; a path that is not cannot be named to chattr.
+    if (!Buffer.from(j.path.toString('utf8')).equals(j.path)) {
+      problems.push(`${j.path.toString()}: flags +${j.letters} not restored (name is not UTF-8)`);
+      continue;
+    }
+    const g = groups.get(j.letters) ?? [];
+    g.push(j.path.toString('utf8'));
+    groups.set(j.letters, g);
+  }
+  for (const [letters, paths] of groups) {
+    for (let i = 0; i < paths.length; i += 200) {
+      const r = await runTool('chattr', [`+${letters}`, '--', ...paths.slice(i, i + 200)]).catch((e: unknown) => ({
+        code: 1,
+        stderr: (e as Error).message,
+      }));
+      if (r.code !== 0) problems.push(...(r.stderr === '' ? [`chattr +${letters} exited with status ${r.code}`] : r.stderr.split('\n')));
+    }
+  }
+  return problems;
 }

@@ -90,6 +90,10 @@ export function compareTree(root: string, which: 'v1' | 'v2', scratch: string): 
       const min = exp.device_minor!;
       expect(Number(st.rdev), where).toBe(((maj & 0xfff) << 8) | (min & 0xff) | ((min & ~0xff) << 12));
     }
+    if (meta.kind === 'file' || meta.kind === 'directory') {
+      const attrs = onPath(p, scratch, (a) => execFileSync('lsattr', ['-d', a], { encoding: 'utf8' })).split(' ')[0]!;
+      expect(attrs.includes('A'), `${where} noatime flag`).toBe((meta.flags! & 0x20000) !== 0);
+    }
     if (meta.kind !== 'symlink') {
       const x = xattrsOf(p, scratch);
       for (const want of meta.xattrs ?? []) expect(x.get(want.name), `${where} ${want.name}`).toBe(want.value_hex);
