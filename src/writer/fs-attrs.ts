@@ -1,7 +1,11 @@
 /**
- * Extended attributes, POSIX ACLs and file capabilities of a source tree, the parts of a file's
- * metadata Node cannot read itself. They come from one `getfattr -R` run over the whole tree
- * (argv array, no shell), filtered to what pxar stores (spec pxar-format.md §6):
+ * Extended attributes, POSIX ACLs, file capabilities, chattr flags and quota project ids of a
+ * source tree: the parts of a file's metadata Node cannot read itself. One helper process reads
+ * them for the whole tree (argv arrays, no shell):
+ * - python3 when present: listxattr order (as upstream keeps it), FS_IOC_GETFLAGS flags and
+ *   FS_IOC_FSGETXATTR project ids, exactly like the PBS client's ioctls;
+ * - else `getfattr -R` (names come sorted; no flags or project ids).
+ * Filtered to what pxar stores (spec pxar-format.md §6):
  * - `user.*`, `trusted.*`, `security.NTACL` become XATTR items;
  * - `security.capability` becomes FCAPS;
  * - `system.posix_acl_access` / `_default` are decoded into pxar ACL items the way the PBS
@@ -16,7 +20,13 @@ export interface FileAttrs {
   xattrs: PxarXattr[];
   acl: PxarAcl | undefined;
   fcaps: Uint8Array | undefined;
+  /** pxar ENTRY flags from the chattr flags (spec §13.2); 0 when unknown. */
+  flags: number;
+  /** Quota project id, when non-zero. */
+  projectId: number | undefined;
 }
+
+export type AttrsTool = 'auto' | 'python' | 'getfattr';
 
 const PATTERN = '^(user\\.|trusted\\.|security\\.capability$|security\\.NTACL$|system\\.posix_acl_(access|default)$)';
 
@@ -37,12 +47,16 @@ function unescape(s: string): Buffer {
 }
 
 /**
- * Reads the attributes of every entry under `root` (symlinks not followed). Keys are the paths
- * relative to `root` as latin1 strings of the raw bytes ('' = root). Entries without stored
- * attributes are absent. Returns undefined when getfattr is missing.
+ * Reads the attributes of every file and directory under `root` (symlinks not followed). Keys are
+ * the paths relative to `root` as latin1 strings of the raw bytes ('' = root). Entries without
+ * stored attributes are absent. Returns undefined when no helper tool is available.
  */
-export function readTreeAttrs(root: string, onWarning?: (msg: string) => void): Map<string, FileAttrs> | undefined {
-  if (!haveGetfattr()) return undefined;
+export function readTreeAttrs(root: string, onWarning?: (msg: string) => void, tool: AttrsTool = 'auto'): Map<string, FileAttrs> | undefined {
+  if (tool !== 'getfattr' && havePython()) {
+    const r = readWithPython(root, onWarning);
+    if (r !== undefined || tool === 'python') return r;
+  }
+  if (tool === 'python' || !haveGetfattr()) return undefined;
   const r = spawnSync('getfattr', ['-R', '-P', '-h', '-d', '-m', PATTERN, '--absolute-names', '-e', 'hex', '--', '.'], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -74,7 +88,7 @@ export function parseGetfattr(text: string): Map<string, FileAttrs> {
       let p = unescape(line.slice(8)).toString('latin1');
       if (p === '.') p = '';
       else if (p.startsWith('./')) p = p.slice(2);
-      cur = { xattrs: [], acl: undefined, fcaps: undefined };
+      cur = { xattrs: [], acl: undefined, fcaps: undefined, flags: 0, projectId: undefined };
       out.set(p, cur);
       continue;
     }
@@ -164,4 +178,142 @@ export function aclFromXattrs(access: Buffer | undefined, dflt: Buffer | undefin
     if (groups.length) (acl.defaultGroups = groups.sort(byGroup)), (any = true);
   }
   return any ? acl : undefined;
+}
+
+let pythonChecked: boolean | undefined;
+
+export function havePython(): boolean {
+  if (pythonChecked === undefined) {
+    const r = spawnSync('python3', ['-c', 'import os, fcntl; os.listxattr'], { stdio: 'ignore' });
+    pythonChecked = r.status === 0;
+  }
+  return pythonChecked;
+}
+
+/**
+ * Walks the tree without following symlinks; for files and directories prints
+ * `X <rel hex> <name hex> <value hex>` per kept xattr (listxattr order) and
+ * `F <rel hex> <fs flags> <project id>` when either is non-zero. Iterative (no recursion limit).
+ */
+const PY_SCRIPT = String.raw`
+import os, sys, fcntl, struct
+w = sys.stdout.buffer.write
+KEEP = (b'user.', b'trusted.')
+EXACT = (b'security.capability', b'security.NTACL', b'system.posix_acl_access', b'system.posix_acl_default')
+def one(path, rel, isdir):
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        names = []
+    for n in names:
+        b = os.fsencode(n)
+        if not (b.startswith(KEEP) or b in EXACT):
+            continue
+        try:
+            v = os.getxattr(path, n, follow_symlinks=False)
+        except OSError:
+            continue
+        w(b'X ' + rel.hex().encode() + b' ' + b.hex().encode() + b' ' + v.hex().encode() + b'\n')
+    flags = proj = 0
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_DIRECTORY if isdir else 0))
+    except OSError:
+        return
+    try:
+        try:
+            flags = struct.unpack('<i', fcntl.ioctl(fd, 0x80086601, b'\0' * 8)[:4])[0] & 0xffffffff
+        except OSError:
+            pass
+        try:
+            proj = struct.unpack('<7I', fcntl.ioctl(fd, 0x801c581f, b'\0' * 28))[3]
+        except OSError:
+            pass
+    finally:
+        os.close(fd)
+    if flags or proj:
+        w(b'F ' + rel.hex().encode() + b' %d %d\n' % (flags, proj))
+stack = [(os.fsencode(sys.argv[1]), b'')]
+while stack:
+    path, rel = stack.pop()
+    one(path, rel, True)
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        continue
+    for e in entries:
+        r = rel + b'/' + e.name if rel else e.name
+        try:
+            if e.is_dir(follow_symlinks=False):
+                stack.append((e.path, r))
+            elif e.is_file(follow_symlinks=False):
+                one(e.path, r, False)
+        except OSError:
+            pass
+`;
+
+// chattr (FS_*_FL) bit -> pxar ENTRY flag (upstream CHATTR_MAP, spec §13.2)
+const CHATTR_MAP: [number, number][] = [
+  [0x20, 0x10000], // APPEND
+  [0x80, 0x20000], // NOATIME
+  [0x4, 0x40000], // COMPR
+  [0x800000, 0x80000], // NOCOW
+  [0x40, 0x100000], // NODUMP
+  [0x10000, 0x200000], // DIRSYNC
+  [0x10, 0x400000], // IMMUTABLE
+  [0x8, 0x800000], // SYNC
+  [0x400, 0x1000000], // NOCOMP
+  [0x20000000, 0x2000000], // PROJINHERIT
+];
+
+export function pxarFlagsFromChattr(fsFlags: number): number {
+  let f = 0;
+  for (const [fs, px] of CHATTR_MAP) if ((fsFlags & fs) !== 0) f |= px;
+  return f;
+}
+
+function readWithPython(root: string, onWarning?: (msg: string) => void): Map<string, FileAttrs> | undefined {
+  const r = spawnSync('python3', ['-I', '-S', '-c', PY_SCRIPT, root], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1024 * 1024 * 1024 });
+  if (r.error !== undefined || r.status !== 0) {
+    onWarning?.(`reading xattrs with python3 failed (${r.error?.message ?? r.stderr?.toString().trim().split('\n').pop() ?? 'exit ' + r.status})`);
+    return undefined;
+  }
+  return parsePythonAttrs(r.stdout.toString('latin1'));
+}
+
+/** Parses the helper's output (a latin1 string). */
+export function parsePythonAttrs(text: string): Map<string, FileAttrs> {
+  const out = new Map<string, FileAttrs>();
+  const raw = new Map<string, { access?: Buffer; dflt?: Buffer }>();
+  const get = (relHex: string): FileAttrs => {
+    const key = Buffer.from(relHex, 'hex').toString('latin1');
+    let a = out.get(key);
+    if (a === undefined) {
+      a = { xattrs: [], acl: undefined, fcaps: undefined, flags: 0, projectId: undefined };
+      out.set(key, a);
+    }
+    return a;
+  };
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f[0] === 'X' && f.length === 4) {
+      const a = get(f[1]!);
+      const name = Buffer.from(f[2]!, 'hex');
+      const value = Buffer.from(f[3]!, 'hex');
+      const n = name.toString('latin1');
+      if (n === 'security.capability') a.fcaps = value;
+      else if (n === 'system.posix_acl_access' || n === 'system.posix_acl_default') {
+        const r = raw.get(f[1]!) ?? {};
+        if (n === 'system.posix_acl_access') r.access = value;
+        else r.dflt = value;
+        raw.set(f[1]!, r);
+      } else a.xattrs.push({ name, value });
+    } else if (f[0] === 'F' && f.length === 4) {
+      const a = get(f[1]!);
+      a.flags = pxarFlagsFromChattr(Number(f[2]));
+      const p = Number(f[3]);
+      a.projectId = p > 0 ? p : undefined;
+    }
+  }
+  for (const [relHex, r] of raw) get(relHex).acl = aclFromXattrs(r.access, r.dflt);
+  return out;
 }

@@ -7,17 +7,20 @@
  *   get none, the client opens them with O_PATH);
  * - a regular file seen again under another name (same st_dev/st_ino) becomes a HARDLINK to the
  *   first name, recorded by its path relative to the archive root.
- * Not recorded: chattr flags (FS_IOC_GETFLAGS needs an ioctl Node lacks) and quota project ids.
+ * Flags and project ids need ioctls Node lacks: they are read by the python3 helper in
+ * fs-attrs.ts (absent without python3). FAT attribute flags are not read.
  */
 import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { fromSystemError, UsageError } from '../errors.js';
 import { MODE } from '../pxar/format.js';
-import { readTreeAttrs, type FileAttrs } from './fs-attrs.js';
+import { readTreeAttrs, type AttrsTool, type FileAttrs } from './fs-attrs.js';
 import type { PxarEncoder, PxarMeta } from './pxar-encoder.js';
 
 export interface WalkOptions {
-  /** Read xattrs, ACLs and fcaps with getfattr (default true; silently off if it is missing). */
+  /** Read xattrs, ACLs, fcaps and flags (default true; off when no helper tool exists). */
   xattrs?: boolean;
+  /** Which helper reads them (default: python3 if present, else getfattr). */
+  attrsTool?: AttrsTool;
   /** Called for non-fatal problems (unreadable entries are skipped, as upstream does). */
   onWarning?: (msg: string) => void;
   /** Progress: called after each entry with the file bytes it added. */
@@ -59,6 +62,8 @@ export function splitDev(rdev: bigint): { major: bigint; minor: bigint } {
 
 function withAttrs(meta: PxarMeta, a: FileAttrs | undefined): PxarMeta {
   if (a === undefined) return meta;
+  meta.flags = a.flags;
+  if (a.projectId !== undefined) meta.quotaProjectId = a.projectId;
   if (a.xattrs.length) meta.xattrs = a.xattrs;
   if (a.acl !== undefined) meta.acl = a.acl;
   if (a.fcaps !== undefined) meta.fcaps = a.fcaps;
@@ -91,7 +96,7 @@ export class TreeWalker {
     readonly root: string,
     private readonly opts: WalkOptions = {},
   ) {
-    this.attrs = opts.xattrs === false ? undefined : readTreeAttrs(root, opts.onWarning);
+    this.attrs = opts.xattrs === false ? undefined : readTreeAttrs(root, opts.onWarning, opts.attrsTool ?? 'auto');
     this.readSize = opts.readSize ?? 4 * 1024 * 1024;
   }
 

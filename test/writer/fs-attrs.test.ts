@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withDir } from 'tmp-promise';
-import { aclFromXattrs, haveGetfattr, parseGetfattr } from '../../src/writer/fs-attrs.js';
+import { aclFromXattrs, haveGetfattr, havePython, parseGetfattr, parsePythonAttrs, pxarFlagsFromChattr, readTreeAttrs } from '../../src/writer/fs-attrs.js';
 import { PxarEncoder, type ByteSink } from '../../src/writer/pxar-encoder.js';
 import { TreeWalker } from '../../src/writer/fs-walk.js';
 import { BufferReadAt } from '../../src/io/read-at.js';
@@ -52,6 +52,55 @@ describe('filesystem attributes', () => {
       ['user.noeq', ''],
     ]);
     expect(a.acl).toEqual({ users: [{ uid: 1000, permissions: 6 }], groupObj: 4 });
+  });
+
+  it('parses the python helper output and maps chattr flags like upstream', () => {
+    const rel = Buffer.from('d/f').toString('hex');
+    const m = parsePythonAttrs(
+      [
+        `X ${rel} ${Buffer.from('user.b').toString('hex')} 01`,
+        `X ${rel} ${Buffer.from('user.a').toString('hex')} `,
+        `X ${rel} ${Buffer.from('system.posix_acl_default').toString('hex')} 0200000001000700ffffffff04000500ffffffff20000000ffffffff`,
+        `F ${rel} ${0x80 | 0x10 | 0x80000} 42`,
+        'F  524288 0',
+        '',
+      ].join('\n'),
+    );
+    const a = m.get('d/f')!;
+    expect(a.xattrs.map((x) => Buffer.from(x.name).toString())).toEqual(['user.b', 'user.a']); // listxattr order kept
+    expect(a.flags).toBe(0x20000 | 0x400000); // NOATIME | IMMUTABLE; the extents flag is not mapped
+    expect(a.projectId).toBe(42);
+    expect(a.acl?.default).toEqual({ userObj: 7n, groupObj: 5n, other: 0n, mask: 0xffffffffffffffffn });
+    expect(m.get('')!.flags).toBe(0);
+    expect(pxarFlagsFromChattr(0x20 | 0x40 | 0x10000 | 0x8 | 0x400 | 0x4 | 0x800000 | 0x20000000)).toBe(
+      0x10000 | 0x100000 | 0x200000 | 0x800000 | 0x1000000 | 0x40000 | 0x80000 | 0x2000000,
+    );
+  });
+
+  it('python and getfattr helpers agree on a real tree (up to xattr order)', async () => {
+    if (!tools || !havePython()) {
+      expect(tools && havePython()).toBe(false);
+      return;
+    }
+    await withDir(
+      async ({ path: tmp }) => {
+        mkdirSync(join(tmp, 'd'));
+        writeFileSync(join(tmp, 'd', 'f'), 'x');
+        run('setfattr', ['-n', 'user.z', '-v', '1', join(tmp, 'd', 'f')]);
+        run('setfattr', ['-n', 'user.a', '-v', '0x00', join(tmp, 'd', 'f')]);
+        run('setfacl', ['-m', 'u:4242:r', join(tmp, 'd')]);
+        const norm = (m: Map<string, { xattrs: { name: Uint8Array; value: Uint8Array }[]; acl: unknown }> | undefined) =>
+          [...(m ?? new Map()).entries()]
+            .filter(([, v]) => v.xattrs.length > 0 || v.acl !== undefined)
+            .map(([k, v]) => [k, v.xattrs.map((x) => Buffer.from(x.name).toString() + '=' + Buffer.from(x.value).toString('hex')).sort(), v.acl])
+            .sort();
+        const py = readTreeAttrs(tmp, undefined, 'python');
+        const gf = readTreeAttrs(tmp, undefined, 'getfattr');
+        expect(norm(py)).toEqual(norm(gf));
+        expect(norm(py)).toHaveLength(2);
+      },
+      { unsafeCleanup: true },
+    );
   });
 
   it('turns a default ACL without a mask into NO_MASK fields and ignores malformed ACL values', () => {

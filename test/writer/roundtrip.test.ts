@@ -127,7 +127,7 @@ describe('backup round trip through our readers', () => {
           expect(got).toEqual(want);
         }, { unsafeCleanup: true });
       }),
-      { numRuns: 24 },
+      { numRuns: 16 },
     );
   });
 
