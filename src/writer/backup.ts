@@ -3,6 +3,7 @@
  * blobs go into one new snapshot. Used by `pbsfs backup`, `pbsfs demo`, tests and the bench.
  */
 import { encodeBlob } from '../blob/data-blob.js';
+import { CatalogWriter } from '../catalog/catalog-writer.js';
 import { UsageError } from '../errors.js';
 import type { Manifest } from '../manifest/manifest.js';
 import { ALLOWED_CHUNK_SIZES, DEFAULT_CHUNK_SIZE } from './chunker.js';
@@ -31,8 +32,10 @@ export interface BackupOptions extends Omit<SnapshotWriterOptions, 'onChunk'> {
    * encryptKeyForMaster); stored last as an uncompressed `rsa-encrypted.key.blob`, like upstream.
    */
   masterKeyCiphertext?: Uint8Array;
-  /** Record xattrs/ACLs/fcaps (default true; needs getfattr). */
+  /** Record xattrs/ACLs/fcaps/flags (default true; needs python3 or getfattr). */
   xattrs?: boolean;
+  /** Write `catalog.pcat1.didx` for a unified archive, as upstream does (default true). */
+  catalog?: boolean;
   onWarning?: (msg: string) => void;
   /** Called often during the run (after each file and chunk) with the running totals. */
   onProgress?: (p: BackupProgress) => void;
@@ -59,6 +62,8 @@ export interface BackupResult {
 }
 
 export const RSA_KEY_BLOB = 'rsa-encrypted.key.blob';
+export const CATALOG_NAME = 'catalog.pcat1.didx';
+export const CATALOG_CHUNK_SIZE = 512 * 1024;
 
 const LABEL_RE = /^[A-Za-z0-9_-]+$/;
 
@@ -91,7 +96,13 @@ export function runBackup(opts: BackupOptions): BackupResult {
   const progress: BackupProgress = { bytes: 0, files: 0, chunks: undefined as unknown as ChunkWriteStats };
   const report = (): void => opts.onProgress?.(progress);
   // The walker reads getfattr output before anything is written.
-  const walker = opts.source !== undefined ? new TreeWalker(opts.source, walkOpts(opts, progress, report)) : undefined;
+  const wantCatalog = opts.source !== undefined && !opts.split && opts.catalog !== false;
+  // The catalog writer emits its magic at once; hold bytes until its archive is open.
+  const early: Buffer[] = [];
+  let catalogSink: (d: Buffer) => void = (d) => early.push(d);
+  const catalog = wantCatalog ? new CatalogWriter({ onData: (d) => catalogSink(d) }) : undefined;
+  const walker =
+    opts.source !== undefined ? new TreeWalker(opts.source, { ...walkOpts(opts, progress, report), ...(catalog ? { catalog } : {}) }) : undefined;
   const root = walker?.rootMeta();
 
   const writer = new SnapshotWriter({ ...opts, onChunk: report });
@@ -110,9 +121,20 @@ export function runBackup(opts: BackupOptions): BackupResult {
         walk = walker.run(new PxarEncoder(meta, root, { payload }));
         files.push(meta.close(), payload.close());
       } else {
-        const out = writer.dynamicArchive(`${archiveName}.pxar.didx`, chunkSize);
+        const pxarName = `${archiveName}.pxar.didx`;
+        const out = writer.dynamicArchive(pxarName, chunkSize);
+        // The catalog stream is chunked at a 512 KiB average (the client's catalog_chunk_size).
+        const cat = catalog ? writer.dynamicArchive(CATALOG_NAME, CATALOG_CHUNK_SIZE) : undefined;
+        if (cat) {
+          for (const d of early.splice(0)) cat.write(d);
+          catalogSink = (d) => cat.write(d);
+        }
+        catalog?.startDirectory(pxarName);
         walk = walker.run(new PxarEncoder(out, root));
+        catalog?.endDirectory();
+        catalog?.finish();
         files.push(out.close());
+        if (cat) files.push(cat.close());
       }
     }
     for (const img of images) {

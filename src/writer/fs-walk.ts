@@ -14,6 +14,7 @@ import { closeSync, fstatSync, lstatSync, openSync, readSync, readdirSync, readl
 import { fromSystemError, UsageError } from '../errors.js';
 import { MODE } from '../pxar/format.js';
 import { readTreeAttrs, type AttrsTool, type FileAttrs } from './fs-attrs.js';
+import type { CatalogWriter } from '../catalog/catalog-writer.js';
 import type { PxarEncoder, PxarMeta } from './pxar-encoder.js';
 
 export interface WalkOptions {
@@ -27,6 +28,11 @@ export interface WalkOptions {
   onEntry?: (bytes: number) => void;
   /** Read size for file contents (default 4 MiB). */
   readSize?: number;
+  /**
+   * Catalog fed during the walk, as the PBS client does: the caller opens the archive's
+   * directory (`root.pxar.didx`) before `run` and closes it afterwards.
+   */
+  catalog?: CatalogWriter;
 }
 
 export interface WalkStats {
@@ -149,13 +155,16 @@ export class TreeWalker {
     const meta = metaFromStat(st);
     const type = meta.mode & MODE.IFMT;
     const attrs = (): FileAttrs | undefined => this.attrs?.get(rel.toString('latin1'));
+    const cat = this.opts.catalog;
     this.stats.entries++;
     let bytes = 0;
     switch (type) {
       case MODE.IFDIR:
         enc.beginDirectory(name, withAttrs(meta, attrs()));
         this.stats.directories++;
+        cat?.startDirectory(name);
         this.walkDir(enc, abs, rel);
+        cat?.endDirectory();
         enc.endDirectory();
         break;
       case MODE.IFREG: {
@@ -164,6 +173,7 @@ export class TreeWalker {
           const first = this.links.get(key);
           if (first !== undefined) {
             enc.addHardlink(name, first.path, first.offset);
+            cat?.addHardlink(name);
             this.stats.hardlinks++;
             break;
           }
@@ -172,6 +182,7 @@ export class TreeWalker {
         if (r === undefined) return;
         bytes = r.bytes;
         if (st.nlink > 1n) this.links.set(key, { path: Buffer.from(rel), offset: r.offset });
+        cat?.addFile(name, r.bytes, meta.mtimeSecs);
         this.stats.files++;
         break;
       }
@@ -184,17 +195,22 @@ export class TreeWalker {
           return;
         }
         enc.addSymlink(name, meta, target);
+        cat?.addSymlink(name);
         break;
       }
       case MODE.IFCHR:
       case MODE.IFBLK: {
         const { major, minor } = splitDev(st.rdev);
         enc.addDevice(name, meta, major, minor);
+        if (type === MODE.IFBLK) cat?.addBlockDevice(name);
+        else cat?.addCharDevice(name);
         break;
       }
       case MODE.IFIFO:
       case MODE.IFSOCK:
         enc.addSpecial(name, meta);
+        if (type === MODE.IFIFO) cat?.addFifo(name);
+        else cat?.addSocket(name);
         break;
       default:
         this.warn(`skipping ${abs.toString()}: unknown file type`);

@@ -16,6 +16,7 @@ import { parseSnapshotRef } from '../../src/store/backup-ref.js';
 import { cliPath, keysDir } from '../helpers/paths.js';
 import { modelFromFs, modelFromSnapshot } from './tree-model.js';
 import { haveGetfattr } from '../../src/writer/fs-attrs.js';
+import { CatalogReader } from '../../src/catalog/catalog-reader.js';
 
 const KEYFILE = join(keysDir, 'key-none.json');
 
@@ -67,11 +68,28 @@ describe('pbsfs backup (CLI)', () => {
           expect(r.status).toBe(0);
           const out = JSON.parse(r.stdout) as { snapshot: string; files: { filename: string; 'crypt-mode': string }[] };
           expect(out.snapshot).toBe('host/cli/2024-06-05T10:20:30Z');
-          expect(out.files.map((f) => f.filename)).toEqual(split ? ['root.mpxar.didx', 'root.ppxar.didx'] : ['root.pxar.didx']);
+          expect(out.files.map((f) => f.filename)).toEqual(split ? ['root.mpxar.didx', 'root.ppxar.didx'] : ['root.pxar.didx', 'catalog.pcat1.didx']);
           expect(out.files.every((f) => f['crypt-mode'] === mode)).toBe(true);
           const key = (await loadKeyFile(KEYFILE)).crypt;
           const got = await modelFromSnapshot(repo, out.snapshot, mode === 'encrypt' ? key : undefined);
           expect(got).toEqual(modelFromFs(src, haveGetfattr()));
+          if (!split) {
+            // the catalog lists the same entries (kind letters, sizes) under root.pxar.didx
+            const snap = await Snapshot.open(await Datastore.open(repo), [], parseSnapshotRef(out.snapshot), mode === 'encrypt' ? { crypt: key } : {});
+            const cat = await CatalogReader.open((await snap.openIndex('catalog.pcat1.didx')).readAt);
+            const listed: string[] = [];
+            for await (const it of cat.walk()) {
+              const size = it.entry.type === 'f' ? ` ${it.entry.size}` : '';
+              listed.push(`${it.entry.type} ${it.path.toString('hex')}${size}`);
+            }
+            const letter: Record<string, string> = { directory: 'd', file: 'f', symlink: 'l', hardlink: 'h', fifo: 'p', socket: 's', chardev: 'c', blockdev: 'b' };
+            const prefix = Buffer.from('root.pxar.didx/').toString('hex');
+            const wantCat = [
+              `d ${Buffer.from('root.pxar.didx').toString('hex')}`,
+              ...got.slice(1).map((e) => `${letter[e.kind]} ${prefix}${e.path}${e.kind === 'file' ? ` ${e.size}` : ''}`),
+            ];
+            expect(listed.sort()).toEqual(wantCat.sort());
+          }
           // our verify agrees
           const v = pbsfs(['--repository', repo, ...(mode !== 'none' ? ['--keyfile', KEYFILE] : []), 'verify']);
           expect(v.status).toBe(0);

@@ -16,7 +16,8 @@ import { restorePxar } from '../../src/restore/restore.js';
 import { PxarEncoder, type ByteSink } from '../../src/writer/pxar-encoder.js';
 import { TreeWalker } from '../../src/writer/fs-walk.js';
 import { haveGetfattr, havePython, readTreeAttrs } from '../../src/writer/fs-attrs.js';
-import { pxarDir } from '../helpers/paths.js';
+import { pxarDir, vectorsDir } from '../helpers/paths.js';
+import { CatalogWriter } from '../../src/catalog/catalog-writer.js';
 
 class MemSink implements ByteSink {
   parts: Buffer[] = [];
@@ -49,9 +50,20 @@ describe('the vector fixture tree, restored and archived again', () => {
         } finally {
           await src.close();
         }
-        const walker = new TreeWalker(tree);
+        const catalog = new CatalogWriter();
+        const walker = new TreeWalker(tree, { catalog });
         const out = new MemSink();
+        catalog.startDirectory('root.pxar.didx');
         walker.run(new PxarEncoder(out, walker.rootMeta()));
+        catalog.endDirectory();
+        const catalogBytes = catalog.finish();
+        // the catalog of the same walk equals upstream's catalog of the fixture, byte for byte
+        const expected = JSON.parse(readFileSync(join(vectorsDir, 'datastore', 'expected.json'), 'utf8')) as {
+          snapshots: { files: Record<string, { catalog_plain_copy?: string }> }[];
+        };
+        const copies = expected.snapshots.flatMap((sn) => Object.values(sn.files).map((f) => f.catalog_plain_copy).filter((c): c is string => c !== undefined));
+        expect(copies.length).toBeGreaterThan(0);
+        for (const c of copies) expect(catalogBytes.equals(readFileSync(join(vectorsDir, 'datastore', c)))).toBe(true);
         const archive = Buffer.concat(out.parts);
         const dec = await PxarSequentialDecoder.open(new BufferReadAt('rewalked.pxar', archive));
         const got: L[] = [];
