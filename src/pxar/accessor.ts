@@ -17,7 +17,7 @@ import { FormatError, LimitError, NotFoundError, UsageError } from '../errors.js
 import type { ReadAt } from '../io/read-at.js';
 import { ContentReader, checkPayloadStream } from './content.js';
 import { FORMAT_VERSION_SIZE, GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
-import { ItemReader, decodeEntryBody, entryFromBody, readFilename, readHardlink } from './items.js';
+import { ItemReader, decodeChild, decodeEntryBody, entryFromBody } from './items.js';
 import { pxarHashParts } from './siphash.js';
 import type { PxarEntry } from './types.js';
 
@@ -212,35 +212,13 @@ export class PxarAccessor {
     if (cached !== undefined) return cached;
     const reader = r ?? new ItemReader(this.archive, 512);
     const limit = dir.goodbyeStart;
-    const { name, next } = await readFilename(reader, pos, limit);
-    const h = await reader.header(next, limit);
-    let entry: PxarEntry;
-    if (h.htype === PXAR.HARDLINK) {
-      const link = await readHardlink(reader, h, limit, pos);
-      entry = {
-        kind: 'hardlink',
-        name,
-        filenameOffset: pos,
-        entryOffset: next,
-        end: next + h.fullSize,
-        metadata: undefined,
-        size: 0,
-        contentOffset: undefined,
-        payloadOffset: undefined,
-        symlinkTarget: undefined,
-        device: undefined,
-        hardlink: link,
-      };
-    } else {
-      const body = await decodeEntryBody(reader, next, limit, this.version);
-      entry = entryFromBody(name, pos, next, body);
-      if (body.kind === 'directory') {
-        // A subdirectory's recorded size is exact: it ends at its own GOODBYE's end.
-        if (size > BigInt(limit - pos) || Number(size) < body.next - pos) {
-          throw this.error(`goodbye record size ${size} of directory ${name.toString()} does not fit its parent`, recPos);
-        }
-        entry.end = pos + Number(size);
+    const entry = await decodeChild(reader, pos, limit, this.version);
+    if (entry.kind === 'directory') {
+      // A subdirectory's recorded size is exact: it ends at its own GOODBYE's end.
+      if (size > BigInt(limit - pos) || Number(size) < entry.end - pos) {
+        throw this.error(`goodbye record size ${size} of directory ${entry.name.toString()} does not fit its parent`, recPos);
       }
+      entry.end = pos + Number(size);
     }
     this.entries.set(pos, entry);
     return entry;
@@ -332,18 +310,11 @@ export class PxarAccessor {
     const pos = link.targetFilenameOffset;
     const cached = this.entries.get(pos);
     if (cached !== undefined && cached.kind === 'file') return cached;
-    const size = this.archive.size;
     const r = new ItemReader(this.archive, 512);
-    const { name, next } = await readFilename(r, pos, size);
-    const h = await r.header(next, size);
-    if (h.htype !== PXAR.ENTRY && h.htype !== PXAR.ENTRY_V1) {
-      throw this.error(`hardlink target is a ${pxarTypeName(h.htype)}, not a regular file`, entry.filenameOffset);
+    const target = await decodeChild(r, pos, this.archive.size, this.version);
+    if (target.kind !== 'file') {
+      throw this.error(`hardlink target is a ${target.kind}, not a regular file`, entry.filenameOffset);
     }
-    const body = await decodeEntryBody(r, next, size, this.version);
-    if (body.kind !== 'file') {
-      throw this.error(`hardlink target is a ${body.kind}, not a regular file`, entry.filenameOffset);
-    }
-    const target = entryFromBody(name, pos, next, body);
     this.entries.set(pos, target);
     return target;
   }

@@ -21,7 +21,7 @@ import {
   QUOTA_PROJID_SIZE,
   pxarTypeName,
 } from './format.js';
-import { emptyAcl, type PxarAclEntry, type PxarEntry, type PxarKind, type PxarMetadata, type PxarStat } from './types.js';
+import { emptyAcl, type PxarAclEntry, type PxarEntry, type PxarHardlink, type PxarKind, type PxarMetadata, type PxarStat } from './types.js';
 
 /** Bound on one entry's attribute bytes (xattrs, ACLs, fcaps) kept in memory. */
 export const MAX_METADATA_BYTES = 16 * 1024 * 1024;
@@ -36,10 +36,25 @@ export interface ItemHeader {
 
 const EMPTY = Buffer.alloc(0);
 
+/** Known item types by their low 32 bits (all distinct), with their high half and size limit. */
+const TYPE_BY_LO = new Map<number, { type: bigint; hi: number; max: number | undefined }>(
+  Object.values(PXAR).map((t) => [Number(t & 0xffffffffn), { type: t, hi: Number(t >> 32n), max: MAX_CONTENT_SIZE.get(t) }]),
+);
+if (TYPE_BY_LO.size !== Object.values(PXAR).length) throw new Error('pxar type constants collide in their low 32 bits');
+
 /**
- * Reads items through a small window: one readAt fetches `readAhead` bytes (clipped to the
- * caller's limit), so the few small items of an entry cost one read, while large contents are
- * never touched unless asked for.
+ * Thrown (internally, never escaping the decoders) by the synchronous parsers when the bytes they
+ * need are not in the reader's window yet; `end` is how far the window must reach.
+ */
+export class NeedMore {
+  constructor(readonly end: number) {}
+}
+
+/**
+ * Reads items through a window: one readAt fetches `readAhead` bytes (clipped to the caller's
+ * limit), so the small items of an entry cost one read, while large contents are never touched
+ * unless asked for. Parsing is synchronous over the window (NeedMore when it runs out; see
+ * `withWindow`), so decoding an entry costs no promise per item.
  */
 export class ItemReader {
   private buf: Buffer = EMPTY;
@@ -58,46 +73,100 @@ export class ItemReader {
     return new FormatError(problem, { file: this.src.name, offset });
   }
 
-  /** Exactly `len` bytes at `pos`, refusing anything that reaches beyond `limit`. */
-  async bytes(pos: number, len: number, limit: number, what: string): Promise<Buffer> {
+  /** Exactly `len` bytes at `pos` from the window; FormatError beyond `limit`, NeedMore if not loaded. */
+  view(pos: number, len: number, limit: number, what: string): Buffer {
     if (pos < 0 || len < 0 || pos + len > limit || limit > this.src.size) {
       throw this.error(`${what} (${len} bytes) extends past the end of its range (${limit})`, pos);
     }
-    const bufEnd = this.bufStart + this.buf.length;
-    if (pos >= this.bufStart && pos + len <= bufEnd) {
-      return this.buf.subarray(pos - this.bufStart, pos - this.bufStart + len);
-    }
+    const off = pos - this.bufStart;
+    if (off >= 0 && off + len <= this.buf.length) return this.buf.subarray(off, off + len);
+    throw new NeedMore(pos + len);
+  }
+
+  /** Loads [pos, pos + max(len, readAhead)) clipped to `limit` into the window. */
+  async fill(pos: number, len: number, limit: number): Promise<void> {
     const want = Math.min(Math.max(len, this.readAhead), limit - pos);
     const b = await this.src.readAt(pos, want);
-    if (b.length < len) throw this.error(`short read of ${what}: wanted ${len} bytes, got ${b.length}`, pos);
+    if (b.length < Math.min(len, want)) {
+      throw this.error(`short read: wanted ${want} bytes, got ${b.length} (truncated archive?)`, pos);
+    }
     this.buf = b;
     this.bufStart = pos;
-    return b.subarray(0, len);
+  }
+
+  /** Exactly `len` bytes at `pos`, refusing anything that reaches beyond `limit`. */
+  async bytes(pos: number, len: number, limit: number, what: string): Promise<Buffer> {
+    return withWindow(this, pos, limit, () => this.view(pos, len, limit, what));
   }
 
   /** The item header at `pos`; the whole item must end at or before `limit`. */
-  async header(pos: number, limit: number): Promise<ItemHeader> {
-    const h = await this.bytes(pos, HEADER_SIZE, limit, 'item header');
-    const htype = h.readBigUInt64LE(0);
-    const full = h.readBigUInt64LE(8);
-    if (full < BigInt(HEADER_SIZE)) {
+  headerSync(pos: number, limit: number): ItemHeader {
+    if (pos < 0 || pos + HEADER_SIZE > limit || limit > this.src.size) {
+      throw this.error(`item header (16 bytes) extends past the end of its range (${limit})`, pos);
+    }
+    const off = pos - this.bufStart;
+    const b = this.buf;
+    if (off < 0 || off + HEADER_SIZE > b.length) throw new NeedMore(pos + HEADER_SIZE);
+    // Read as 32-bit halves: known types map back to their constant without a BigInt per item.
+    const tlo = b.readUInt32LE(off);
+    const thi = b.readUInt32LE(off + 4);
+    const known = TYPE_BY_LO.get(tlo);
+    const htype = known !== undefined && known.hi === thi ? known.type : b.readBigUInt64LE(off);
+    const lo = b.readUInt32LE(off + 8);
+    const hi = b.readUInt32LE(off + 12);
+    // full_size as a number; anything at or above 2^53 is far beyond any limit anyway.
+    const full = hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * 0x1_0000_0000 + lo;
+    if (full < HEADER_SIZE) {
       throw this.error(`${pxarTypeName(htype)} item has an invalid size ${full} (below 16)`, pos);
     }
-    if (full > BigInt(limit - pos)) {
-      throw this.error(`${pxarTypeName(htype)} item of ${full} bytes extends past the end of its range (${limit})`, pos);
+    if (full > limit - pos) {
+      throw this.error(
+        `${pxarTypeName(htype)} item of ${hi >= 0x200000 ? b.readBigUInt64LE(off + 8) : full} bytes extends past the end of its range (${limit})`,
+        pos,
+      );
     }
-    const fullSize = Number(full);
-    const contentSize = fullSize - HEADER_SIZE;
-    const max = MAX_CONTENT_SIZE.get(htype);
+    const contentSize = full - HEADER_SIZE;
+    const max = known !== undefined ? known.max : undefined;
     if (max !== undefined && contentSize > max) {
       throw this.error(`${pxarTypeName(htype)} item content of ${contentSize} bytes exceeds its limit ${max}`, pos);
     }
-    return { htype, pos, fullSize, contentSize };
+    return { htype, pos, fullSize: full, contentSize };
+  }
+
+  async header(pos: number, limit: number): Promise<ItemHeader> {
+    return withWindow(this, pos, limit, () => this.headerSync(pos, limit));
   }
 
   /** The content of an item whose header was just read. */
+  contentSync(h: ItemHeader, limit: number): Buffer {
+    const pos = h.pos + HEADER_SIZE;
+    const len = h.contentSize;
+    const off = pos - this.bufStart;
+    if (off >= 0 && off + len <= this.buf.length && pos + len <= limit) return this.buf.subarray(off, off + len);
+    return this.view(pos, len, limit, `${pxarTypeName(h.htype)} content`);
+  }
+
   async content(h: ItemHeader, limit: number): Promise<Buffer> {
-    return this.bytes(h.pos + HEADER_SIZE, h.contentSize, limit, `${pxarTypeName(h.htype)} content`);
+    return withWindow(this, h.pos, limit, () => this.contentSync(h, limit));
+  }
+}
+
+/**
+ * Runs a synchronous parse that starts at `start`, loading more of the stream into the window
+ * whenever it needs it and retrying (parsers are pure). The window grows geometrically, so an
+ * entry with many attributes costs O(log) reads, and never past `limit`.
+ */
+export async function withWindow<T>(r: ItemReader, start: number, limit: number, parse: () => T): Promise<T> {
+  let want = 0;
+  for (;;) {
+    try {
+      return parse();
+    } catch (e) {
+      if (!(e instanceof NeedMore)) throw e;
+      if (e.end <= start || e.end > limit) throw r.error('internal error: read window out of range', start);
+      want = Math.max(e.end - start, want * 2);
+      await r.fill(start, want, limit);
+    }
   }
 }
 
@@ -119,12 +188,12 @@ export function stripNul(content: Buffer, what: string, r: ItemReader, pos: numb
 }
 
 /** Reads a FILENAME item at `pos` and returns the validated name (a copy) and the next position. */
-export async function readFilename(r: ItemReader, pos: number, limit: number): Promise<{ name: Buffer; next: number }> {
-  const h = await r.header(pos, limit);
+export function readFilenameSync(r: ItemReader, pos: number, limit: number): { name: Buffer; next: number } {
+  const h = r.headerSync(pos, limit);
   if (h.htype !== PXAR.FILENAME) {
     throw r.error(`expected a FILENAME item, found ${pxarTypeName(h.htype)}`, pos);
   }
-  const name = Buffer.from(stripNul(await r.content(h, limit), 'file name', r, pos));
+  const name = Buffer.from(stripNul(r.contentSync(h, limit), 'file name', r, pos));
   checkName(name, r, pos);
   return { name, next: pos + h.fullSize };
 }
@@ -151,12 +220,15 @@ export function parseStat(h: ItemHeader, c: Buffer, r: ItemReader): PxarStat {
     if (c.length !== ENTRY_SIZE) throw r.error(`ENTRY content is ${c.length} bytes, expected ${ENTRY_SIZE}`, h.pos);
     const nanos = c.readUInt32LE(32);
     if (nanos > 999_999_999) throw r.error(`ENTRY mtime nanoseconds ${nanos} out of range`, h.pos);
+    // i64 seconds from its halves: exact below 2^53, clamped beyond (no real time is that far).
+    const shi = c.readInt32LE(28);
+    const secs = shi >= 0x200000 || shi < -0x200000 ? clampSafe(c.readBigInt64LE(24)) : shi * 0x1_0000_0000 + c.readUInt32LE(24);
     return {
       mode: c.readUInt32LE(4) !== 0 ? throwMode(r, h.pos) : c.readUInt32LE(0),
-      flags: Number(c.readBigUInt64LE(8)),
+      flags: c.readUInt32LE(12) * 0x1_0000_0000 + c.readUInt32LE(8),
       uid: c.readUInt32LE(16),
       gid: c.readUInt32LE(20),
-      mtimeSecs: clampSafe(c.readBigInt64LE(24)),
+      mtimeSecs: secs,
       mtimeNanos: nanos,
     };
   }
@@ -193,22 +265,34 @@ export interface EntryBody {
   next: number;
 }
 
+function fixedSize(r: ItemReader, h: ItemHeader, size: number): void {
+  if (h.contentSize !== size) {
+    throw r.error(`${pxarTypeName(h.htype)} content is ${h.contentSize} bytes, expected ${size}`, h.pos);
+  }
+}
+
+function notTwice(r: ItemReader, present: boolean, h: ItemHeader): void {
+  if (present) throw r.error(`multiple ${pxarTypeName(h.htype)} items in one entry`, h.pos);
+}
+
+function requireType(r: ItemReader, h: ItemHeader, mode: number, want: number): void {
+  if ((mode & MODE.IFMT) !== want) {
+    throw r.error(`${pxarTypeName(h.htype)} item in an entry with mode 0${mode.toString(8)}`, h.pos);
+  }
+}
+
 /**
  * Decodes ENTRY/ENTRY_V1 at `pos` and the attributes after it, up to the terminal item. For
  * directories, FIFOs and sockets the entry ends at the next FILENAME/GOODBYE, or at `limit`
- * when `limit` is the end of the entry's recorded range (random access).
+ * when `limit` is the end of the entry's recorded range (random access). Synchronous over the
+ * reader's window (throws NeedMore; use decodeEntryBody or withWindow).
  */
-export async function decodeEntryBody(
-  r: ItemReader,
-  pos: number,
-  limit: number,
-  version: 1 | 2,
-): Promise<EntryBody> {
-  const eh = await r.header(pos, limit);
+export function decodeEntryBodySync(r: ItemReader, pos: number, limit: number, version: 1 | 2): EntryBody {
+  const eh = r.headerSync(pos, limit);
   if (eh.htype !== PXAR.ENTRY && eh.htype !== PXAR.ENTRY_V1) {
     throw r.error(`expected an ENTRY item, found ${pxarTypeName(eh.htype)}`, pos);
   }
-  const stat = parseStat(eh, await r.content(eh, limit), r);
+  const stat = parseStat(eh, r.contentSync(eh, limit), r);
   const md: PxarMetadata = { stat, xattrs: [], acl: emptyAcl(), fcaps: undefined, quotaProjectId: undefined };
   const body: EntryBody = {
     kind: 'directory',
@@ -220,89 +304,63 @@ export async function decodeEntryBody(
     device: undefined,
     next: pos + eh.fullSize,
   };
-  const ifmt = stat.mode & MODE.IFMT;
+  const mode = stat.mode;
+  const ifmt = mode & MODE.IFMT;
   let p = body.next;
   let budget = MAX_METADATA_BYTES;
-  const take = (h: ItemHeader): void => {
-    budget -= h.contentSize;
-    if (budget < 0) {
-      throw new LimitError(`entry attributes exceed ${MAX_METADATA_BYTES} bytes`, { file: r.name, offset: h.pos });
-    }
-  };
-  const fixed = (h: ItemHeader, size: number): void => {
-    if (h.contentSize !== size) {
-      throw r.error(`${pxarTypeName(h.htype)} content is ${h.contentSize} bytes, expected ${size}`, h.pos);
-    }
-  };
-  const once = (present: boolean, h: ItemHeader): void => {
-    if (present) throw r.error(`multiple ${pxarTypeName(h.htype)} items in one entry`, h.pos);
-  };
-  const expectKind = (h: ItemHeader, want: number): void => {
-    if (ifmt !== want) {
-      throw r.error(`${pxarTypeName(h.htype)} item in an entry with mode 0${stat.mode.toString(8)}`, h.pos);
-    }
-  };
 
-  for (;;) {
-    if (p === limit) {
-      // End of the recorded range: only legal for kinds without a terminal item.
-      break;
-    }
-    const h = await r.header(p, limit);
+  while (p !== limit) {
+    const h = r.headerSync(p, limit);
     switch (h.htype) {
-      case PXAR.XATTR: {
-        take(h);
-        const c = await r.content(h, limit);
-        const sep = c.indexOf(0);
-        if (sep < 0) throw r.error('XATTR has no NUL between name and value', h.pos);
-        md.xattrs.push({ name: Buffer.from(c.subarray(0, sep)), value: Buffer.from(c.subarray(sep + 1)) });
+      case PXAR.XATTR:
+      case PXAR.ACL_USER:
+      case PXAR.ACL_GROUP:
+      case PXAR.ACL_DEFAULT_USER:
+      case PXAR.ACL_DEFAULT_GROUP:
+      case PXAR.FCAPS: {
+        // Repeatable attributes: bounded in total before their content is even loaded.
+        budget -= h.contentSize;
+        if (budget < 0) {
+          throw new LimitError(`entry attributes exceed ${MAX_METADATA_BYTES} bytes`, { file: r.name, offset: h.pos });
+        }
+        if (h.htype === PXAR.XATTR) {
+          const c = r.contentSync(h, limit);
+          const sep = c.indexOf(0);
+          if (sep < 0) throw r.error('XATTR has no NUL between name and value', h.pos);
+          md.xattrs.push({ name: Buffer.from(c.subarray(0, sep)), value: Buffer.from(c.subarray(sep + 1)) });
+        } else if (h.htype === PXAR.FCAPS) {
+          notTwice(r, md.fcaps !== undefined, h);
+          md.fcaps = Buffer.from(r.contentSync(h, limit));
+        } else {
+          fixedSize(r, h, ACL_USER_SIZE);
+          const e = aclEntry(r.contentSync(h, limit));
+          if (h.htype === PXAR.ACL_USER) md.acl.users.push(e);
+          else if (h.htype === PXAR.ACL_GROUP) md.acl.groups.push(e);
+          else if (h.htype === PXAR.ACL_DEFAULT_USER) md.acl.defaultUsers.push(e);
+          else md.acl.defaultGroups.push(e);
+        }
         break;
       }
-      case PXAR.ACL_USER:
-        fixed(h, ACL_USER_SIZE);
-        take(h);
-        md.acl.users.push(aclEntry(await r.content(h, limit)));
-        break;
-      case PXAR.ACL_GROUP:
-        fixed(h, ACL_GROUP_SIZE);
-        take(h);
-        md.acl.groups.push(aclEntry(await r.content(h, limit)));
-        break;
       case PXAR.ACL_GROUP_OBJ:
-        fixed(h, ACL_GROUP_OBJ_SIZE);
-        once(md.acl.groupObj !== undefined, h);
-        md.acl.groupObj = u64num(await r.content(h, limit), 0);
+        fixedSize(r, h, ACL_GROUP_OBJ_SIZE);
+        notTwice(r, md.acl.groupObj !== undefined, h);
+        md.acl.groupObj = u64num(r.contentSync(h, limit), 0);
         break;
       case PXAR.ACL_DEFAULT: {
-        fixed(h, ACL_DEFAULT_SIZE);
-        once(md.acl.default !== undefined, h);
-        const c = await r.content(h, limit);
+        fixedSize(r, h, ACL_DEFAULT_SIZE);
+        notTwice(r, md.acl.default !== undefined, h);
+        const c = r.contentSync(h, limit);
         md.acl.default = { userObj: u64num(c, 0), groupObj: u64num(c, 8), other: u64num(c, 16), mask: u64num(c, 24) };
         break;
       }
-      case PXAR.ACL_DEFAULT_USER:
-        fixed(h, ACL_USER_SIZE);
-        take(h);
-        md.acl.defaultUsers.push(aclEntry(await r.content(h, limit)));
-        break;
-      case PXAR.ACL_DEFAULT_GROUP:
-        fixed(h, ACL_GROUP_SIZE);
-        take(h);
-        md.acl.defaultGroups.push(aclEntry(await r.content(h, limit)));
-        break;
-      case PXAR.FCAPS:
-        once(md.fcaps !== undefined, h);
-        take(h);
-        md.fcaps = Buffer.from(await r.content(h, limit));
-        break;
       case PXAR.QUOTA_PROJID:
-        fixed(h, QUOTA_PROJID_SIZE);
-        once(md.quotaProjectId !== undefined, h);
-        md.quotaProjectId = (await r.content(h, limit)).readBigUInt64LE(0);
+        fixedSize(r, h, QUOTA_PROJID_SIZE);
+        notTwice(r, md.quotaProjectId !== undefined, h);
+        md.quotaProjectId = r.contentSync(h, limit).readBigUInt64LE(0);
         break;
       case PXAR.SYMLINK: {
-        expectKind(h, MODE.IFLNK);
-        const t = stripNul(await r.content(h, limit), 'symlink target', r, h.pos);
+        requireType(r, h, mode, MODE.IFLNK);
+        const t = stripNul(r.contentSync(h, limit), 'symlink target', r, h.pos);
         body.kind = 'symlink';
         body.symlinkTarget = Buffer.from(t);
         body.size = t.length;
@@ -310,9 +368,9 @@ export async function decodeEntryBody(
         return body;
       }
       case PXAR.DEVICE: {
-        if (ifmt !== MODE.IFCHR && ifmt !== MODE.IFBLK) expectKind(h, MODE.IFCHR);
-        fixed(h, DEVICE_SIZE);
-        const c = await r.content(h, limit);
+        if (ifmt !== MODE.IFCHR && ifmt !== MODE.IFBLK) requireType(r, h, mode, MODE.IFCHR);
+        fixedSize(r, h, DEVICE_SIZE);
+        const c = r.contentSync(h, limit);
         body.kind = ifmt === MODE.IFCHR ? 'chardev' : 'blockdev';
         body.device = {
           major: safeU64(c, 0, 'device major', r, h.pos),
@@ -322,7 +380,7 @@ export async function decodeEntryBody(
         return body;
       }
       case PXAR.PAYLOAD:
-        expectKind(h, MODE.IFREG);
+        requireType(r, h, mode, MODE.IFREG);
         if (version !== 1) throw r.error('inline PAYLOAD in a split (format version 2) archive', h.pos);
         body.kind = 'file';
         body.size = h.contentSize;
@@ -330,10 +388,10 @@ export async function decodeEntryBody(
         body.next = h.pos + h.fullSize;
         return body;
       case PXAR.PAYLOAD_REF: {
-        expectKind(h, MODE.IFREG);
+        requireType(r, h, mode, MODE.IFREG);
         if (version !== 2) throw r.error('PAYLOAD_REF in a format version 1 archive', h.pos);
-        fixed(h, PAYLOAD_REF_SIZE);
-        const c = await r.content(h, limit);
+        fixedSize(r, h, PAYLOAD_REF_SIZE);
+        const c = r.contentSync(h, limit);
         body.kind = 'file';
         body.payloadOffset = safeU64(c, 0, 'payload offset', r, h.pos);
         body.size = safeU64(c, 8, 'payload size', r, h.pos);
@@ -351,8 +409,13 @@ export async function decodeEntryBody(
     }
     p = h.pos + h.fullSize;
   }
+  // End of the recorded range: only legal for kinds without a terminal item.
   body.next = p;
   return finishOpen(body, ifmt, r, p);
+}
+
+export function decodeEntryBody(r: ItemReader, pos: number, limit: number, version: 1 | 2): Promise<EntryBody> {
+  return withWindow(r, pos, limit, () => decodeEntryBodySync(r, pos, limit, version));
 }
 
 /** An entry that ended without a terminal item: directory, FIFO or socket by mode. */
@@ -383,17 +446,45 @@ export function entryFromBody(name: Buffer, filenameOffset: number, entryOffset:
 }
 
 /** Decodes a HARDLINK item's content (the caller has read the header at `h.pos`). */
-export async function readHardlink(
-  r: ItemReader,
-  h: ItemHeader,
-  limit: number,
-  filenameOffset: number,
-): Promise<{ offset: number; target: Buffer; targetFilenameOffset: number }> {
+export function readHardlinkSync(r: ItemReader, h: ItemHeader, limit: number, filenameOffset: number): PxarHardlink {
   if (h.contentSize <= 8) throw r.error(`HARDLINK content of ${h.contentSize} bytes is too short`, h.pos);
-  const c = await r.content(h, limit);
+  const c = r.contentSync(h, limit);
   const offset = safeU64(c, 0, 'hardlink offset', r, h.pos);
   const target = Buffer.from(stripNul(c.subarray(8), 'hardlink target', r, h.pos));
   if (offset === 0) throw r.error('hardlink points at itself', h.pos);
   if (offset > filenameOffset) throw r.error(`hardlink offset ${offset} points before the start of the archive`, h.pos);
   return { offset, target, targetFilenameOffset: filenameOffset - offset };
+}
+
+/**
+ * Decodes one directory child starting at its FILENAME item: a hardlink (FILENAME + HARDLINK) or
+ * a full entry (FILENAME + ENTRY + attributes + terminal item). Synchronous over the window.
+ */
+export function decodeChildSync(r: ItemReader, pos: number, limit: number, version: 1 | 2): PxarEntry {
+  const { name, next } = readFilenameSync(r, pos, limit);
+  const h = r.headerSync(next, limit);
+  if (h.htype === PXAR.HARDLINK) {
+    return {
+      kind: 'hardlink',
+      name,
+      filenameOffset: pos,
+      entryOffset: next,
+      end: next + h.fullSize,
+      metadata: undefined,
+      size: 0,
+      contentOffset: undefined,
+      payloadOffset: undefined,
+      symlinkTarget: undefined,
+      device: undefined,
+      hardlink: readHardlinkSync(r, h, limit, pos),
+    };
+  }
+  if (h.htype !== PXAR.ENTRY && h.htype !== PXAR.ENTRY_V1) {
+    throw r.error(`expected an ENTRY or HARDLINK item after the file name, found ${pxarTypeName(h.htype)}`, next);
+  }
+  return entryFromBody(name, pos, next, decodeEntryBodySync(r, next, limit, version));
+}
+
+export function decodeChild(r: ItemReader, pos: number, limit: number, version: 1 | 2): Promise<PxarEntry> {
+  return withWindow(r, pos, limit, () => decodeChildSync(r, pos, limit, version));
 }

@@ -12,7 +12,7 @@ import { FormatError, LimitError, UsageError } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
 import { ContentReader, checkPayloadStream } from './content.js';
 import { FORMAT_VERSION_SIZE, PXAR, pxarTypeName } from './format.js';
-import { ItemReader, decodeEntryBody, entryFromBody, readFilename, readHardlink } from './items.js';
+import { ItemReader, NeedMore, decodeChildSync, decodeEntryBody, entryFromBody, withWindow } from './items.js';
 import type { PxarEntry } from './types.js';
 
 export interface SequentialEntry extends PxarEntry {
@@ -99,51 +99,44 @@ export class PxarSequentialDecoder {
     };
     yield root;
     const stack: SequentialEntry[] = [root];
+    const version = this.version;
+    // One step: the parent's GOODBYE (returns undefined) or the next child, parsed synchronously
+    // from the window; only a window miss costs a read (and a promise).
+    const step = (pos: number): PxarEntry | number => {
+      const h = r.headerSync(pos, size);
+      if (h.htype === PXAR.GOODBYE) return pos + h.fullSize;
+      if (h.htype !== PXAR.FILENAME) {
+        throw r.error(`expected a FILENAME or GOODBYE item, found ${pxarTypeName(h.htype)}`, pos);
+      }
+      return decodeChildSync(r, pos, size, version);
+    };
     let pos = startBody.next;
     while (stack.length > 0) {
       const parent = stack[stack.length - 1]!;
-      const h = await r.header(pos, size);
-      if (h.htype === PXAR.GOODBYE) {
-        pos += h.fullSize;
+      let got: PxarEntry | number;
+      try {
+        got = step(pos);
+      } catch (e) {
+        if (!(e instanceof NeedMore)) throw e;
+        const at = pos;
+        got = await withWindow(r, at, size, () => step(at));
+      }
+      if (typeof got === 'number') {
+        pos = got;
         parent.end = pos;
         stack.pop();
         continue;
       }
-      if (h.htype !== PXAR.FILENAME) {
-        throw r.error(`expected a FILENAME or GOODBYE item, found ${pxarTypeName(h.htype)}`, pos);
-      }
-      const fnPos = pos;
-      const { name, next } = await readFilename(r, pos, size);
-      const path = parent.path.length > 0 && parent.path[parent.path.length - 1] === 0x2f ? Buffer.concat([parent.path, name]) : Buffer.concat([parent.path, SLASH, name]);
       const depth = parent.depth + 1;
-      const eh = await r.header(next, size);
-      if (eh.htype === PXAR.HARDLINK) {
-        const link = await readHardlink(r, eh, size, fnPos);
-        pos = next + eh.fullSize;
-        yield {
-          kind: 'hardlink',
-          name,
-          filenameOffset: fnPos,
-          entryOffset: next,
-          end: pos,
-          metadata: undefined,
-          size: 0,
-          contentOffset: undefined,
-          payloadOffset: undefined,
-          symlinkTarget: undefined,
-          device: undefined,
-          hardlink: link,
-          path,
-          depth,
-        };
-        continue;
-      }
-      const body = await decodeEntryBody(r, next, size, this.version);
-      const entry: SequentialEntry = { ...entryFromBody(name, fnPos, next, body), path, depth };
-      pos = body.next;
-      if (body.kind === 'directory') {
+      const pp = parent.path;
+      const path = pp[pp.length - 1] === 0x2f ? Buffer.concat([pp, got.name]) : Buffer.concat([pp, SLASH, got.name]);
+      const entry = got as SequentialEntry;
+      entry.path = path;
+      entry.depth = depth;
+      pos = got.end;
+      if (got.kind === 'directory') {
         if (depth > maxDepth) {
-          throw new LimitError(`directories nested deeper than ${maxDepth} levels`, { file: this.archive.name, offset: fnPos });
+          throw new LimitError(`directories nested deeper than ${maxDepth} levels`, { file: this.archive.name, offset: got.filenameOffset });
         }
         stack.push(entry);
       }
