@@ -34,6 +34,8 @@ export interface BackupOptions extends Omit<SnapshotWriterOptions, 'onChunk'> {
   masterKeyCiphertext?: Uint8Array;
   /** Record xattrs/ACLs/fcaps/flags (default true; needs python3 or getfattr). */
   xattrs?: boolean;
+  /** Descend into other mounted filesystems (default false: mount points stay empty). */
+  allFileSystems?: boolean;
   /** Write `catalog.pcat1.didx` for a unified archive, as upstream does (default true). */
   catalog?: boolean;
   onWarning?: (msg: string) => void;
@@ -170,6 +172,7 @@ export function runBackup(opts: BackupOptions): BackupResult {
 function walkOpts(opts: BackupOptions, progress: BackupProgress, report: () => void) {
   return {
     ...(opts.xattrs !== undefined ? { xattrs: opts.xattrs } : {}),
+    ...(opts.allFileSystems !== undefined ? { allFileSystems: opts.allFileSystems } : {}),
     ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
     onEntry: (bytes: number) => {
       progress.files++;

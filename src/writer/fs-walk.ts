@@ -29,6 +29,12 @@ export interface WalkOptions {
   /** Read size for file contents (default 4 MiB). */
   readSize?: number;
   /**
+   * Descend into other mounted filesystems (default false: like proxmox-backup-client without
+   * --all-file-systems, a mount point is archived as an empty directory, so backing up `/`
+   * does not wander into /proc or /sys).
+   */
+  allFileSystems?: boolean;
+  /**
    * Catalog fed during the walk, as the PBS client does: the caller opens the archive's
    * directory (`root.pxar.didx`) before `run` and closes it afterwards.
    */
@@ -97,6 +103,7 @@ export class TreeWalker {
   private readonly attrs: Map<string, FileAttrs> | undefined;
   private readonly links = new Map<string, { path: Buffer; offset: number }>();
   private readonly readSize: number;
+  private rootDev = 0n;
 
   constructor(
     readonly root: string,
@@ -118,6 +125,7 @@ export class TreeWalker {
 
   /** Adds every entry below the root, then closes the archive. */
   run(enc: PxarEncoder): WalkStats {
+    this.rootDev = lstatSync(this.root, { bigint: true }).dev;
     this.walkDir(enc, Buffer.from(this.root), Buffer.alloc(0));
     enc.finish();
     return this.stats;
@@ -163,7 +171,7 @@ export class TreeWalker {
         enc.beginDirectory(name, withAttrs(meta, attrs()));
         this.stats.directories++;
         cat?.startDirectory(name);
-        this.walkDir(enc, abs, rel);
+        if (this.opts.allFileSystems || st.dev === this.rootDev) this.walkDir(enc, abs, rel);
         cat?.endDirectory();
         enc.endDirectory();
         break;

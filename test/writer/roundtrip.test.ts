@@ -162,4 +162,30 @@ describe('backup round trip through our readers', () => {
       expect(existsSync(join(repo, '.lock'))).toBe(true);
     }, { unsafeCleanup: true });
   });
+
+  it('does not descend into other filesystems unless asked (mount points stay empty)', async () => {
+    await withDir(async ({ path: tmp }) => {
+      const src = join(tmp, 'src');
+      mkdirSync(join(src, 'mnt'), { recursive: true });
+      writeFileSync(join(src, 'a'), 'a');
+      const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'pbsfs-test', join(src, 'mnt')]);
+      if (m.status !== 0) {
+        // needs root and mount(8); nothing to check without a second filesystem
+        expect(m.status).not.toBe(0);
+        return;
+      }
+      try {
+        writeFileSync(join(src, 'mnt', 'inside'), 'other fs');
+        const one = runBackup({ repository: join(tmp, 's'), backupType: 'host', backupId: 'm', backupTime: 1_700_000_000, source: src, prefixDirs: 'lazy' });
+        const all = runBackup({ repository: join(tmp, 's'), backupType: 'host', backupId: 'm', backupTime: 1_700_000_001, source: src, prefixDirs: 'lazy', allFileSystems: true });
+        const hex = (p: string) => Buffer.from(p).toString('hex');
+        const a = await modelFromSnapshot(join(tmp, 's'), one.snapshot, undefined);
+        const b = await modelFromSnapshot(join(tmp, 's'), all.snapshot, undefined);
+        expect(a.map((e) => e.path)).toEqual(['', hex('a'), hex('mnt')]);
+        expect(b.map((e) => e.path)).toEqual(['', hex('a'), hex('mnt'), hex('mnt/inside')]);
+      } finally {
+        spawnSync('umount', [join(src, 'mnt')]);
+      }
+    }, { unsafeCleanup: true });
+  });
 });

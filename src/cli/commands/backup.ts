@@ -32,6 +32,8 @@ interface BackupCliOptions {
   owner?: string;
   lazyChunkDirs?: boolean;
   masterPubkeyFile?: string;
+  allFileSystems?: boolean;
+  catalog: boolean;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -118,7 +120,9 @@ export function register(program: Command): void {
     .option('--blob <name=path>', 'add a file as NAME.blob (repeatable, at most 128 MiB)', collect, [])
     .option('--chunk-size <KiB>', 'average dynamic / fixed image chunk size in KiB (64 .. 4096, power of two)')
     .option('--archive-name <name>', 'label of the directory archive', 'root')
-    .option('--no-xattrs', 'do not record xattrs, ACLs and file capabilities')
+    .option('--no-xattrs', 'do not record xattrs, ACLs, file capabilities and chattr flags')
+    .option('--all-file-systems', 'descend into other mounted filesystems (default: mount points stay empty)', false)
+    .option('--no-catalog', 'do not write catalog.pcat1.didx for a unified archive')
     .option('--owner <auth-id>', 'owner written to a new backup group', 'root@pam')
     .option('--master-pubkey-file <pem>', 'also store the key, encrypted for this RSA master public key (rsa-encrypted.key.blob)')
     .addOption(new Option('--lazy-chunk-dirs', 'create .chunks/XXXX directories only as needed').hideHelp())
@@ -194,6 +198,8 @@ export function register(program: Command): void {
             blobs,
             ...(masterKeyCiphertext ? { masterKeyCiphertext } : {}),
             xattrs: opts.xattrs,
+            allFileSystems: Boolean(opts.allFileSystems),
+            catalog: opts.catalog,
             ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
             prefixDirs: opts.lazyChunkDirs ? 'lazy' : 'all',
             onWarning: (m) => warnings.push(m),
