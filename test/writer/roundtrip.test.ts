@@ -168,7 +168,7 @@ describe('backup round trip through our readers', () => {
       const src = join(tmp, 'src');
       mkdirSync(join(src, 'mnt'), { recursive: true });
       writeFileSync(join(src, 'a'), 'a');
-      const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'pbsfs-test', join(src, 'mnt')]);
+      const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'pbsfs-writer-test', join(src, 'mnt')]);
       if (m.status !== 0) {
         // needs root and mount(8); nothing to check without a second filesystem
         expect(m.status).not.toBe(0);
