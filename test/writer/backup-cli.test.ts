@@ -198,4 +198,27 @@ describe('pbsfs backup (CLI)', () => {
       { unsafeCleanup: true },
     );
   });
+
+  it('writes into a namespace, and a failing backup leaves no snapshot or temp directory behind', async () => {
+    await withDir(
+      async ({ path: tmp }) => {
+        const src = join(tmp, 'src');
+        mkdirSync(src);
+        makeTree(src);
+        const repo = join(tmp, 'store');
+        const ok = pbsfs(['--repository', repo, '--ns', 'dev/sub', 'backup', src, '--backup-id', 'n', '--backup-time', '1700000000', '--lazy-chunk-dirs']);
+        expect(ok.status).toBe(0);
+        expect(readFileSync(join(repo, 'ns', 'dev', 'ns', 'sub', 'host', 'n', 'owner'), 'utf8')).toBe('root@pam\n');
+        const listed = pbsfs(['--repository', repo, '--ns', 'dev/sub', '--output-format', 'json', 'snapshots']);
+        expect(listed.status).toBe(0);
+        expect(listed.stdout).toContain('"backup-time":1700000000');
+        // the pxar archive is written, then the image fails: nothing may become visible
+        const bad = pbsfs(['--repository', repo, 'backup', src, '--backup-id', 'n', '--backup-time', '1700000500', '--lazy-chunk-dirs', '--image', `disk=${join(tmp, 'missing.img')}`]);
+        expect(bad.status).toBe(4);
+        expect(bad.stderr).toMatch(/missing\.img/);
+        expect(readdirSync(join(repo, 'host', 'n'))).toEqual(['owner']);
+      },
+      { unsafeCleanup: true },
+    );
+  });
 });
