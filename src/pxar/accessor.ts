@@ -17,7 +17,7 @@ import { FormatError, LimitError, NotFoundError, UsageError } from '../errors.js
 import type { ReadAt } from '../io/read-at.js';
 import { ContentReader, checkPayloadStream } from './content.js';
 import { FORMAT_VERSION_SIZE, GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
-import { ItemReader, decodeChild, decodeEntryBody, entryFromBody } from './items.js';
+import { ItemReader, NeedMore, decodeChild, decodeChildSync, decodeEntryBody, entryFromBody } from './items.js';
 import { pxarHashParts } from './siphash.js';
 import type { PxarEntry } from './types.js';
 
@@ -212,7 +212,14 @@ export class PxarAccessor {
     if (cached !== undefined) return cached;
     const reader = r ?? new ItemReader(this.archive, 512);
     const limit = dir.goodbyeStart;
-    const entry = await decodeChild(reader, pos, limit, this.version);
+    let entry: PxarEntry;
+    try {
+      // Usually already in the (shared) window: no read, no promise.
+      entry = decodeChildSync(reader, pos, limit, this.version);
+    } catch (e) {
+      if (!(e instanceof NeedMore)) throw e;
+      entry = await decodeChild(reader, pos, limit, this.version);
+    }
     if (entry.kind === 'directory') {
       // A subdirectory's recorded size is exact: it ends at its own GOODBYE's end.
       if (size > BigInt(limit - pos) || Number(size) < entry.end - pos) {

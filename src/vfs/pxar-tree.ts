@@ -48,7 +48,7 @@ const KIND: Record<Exclude<PxarKind, 'hardlink'>, VfsKind> = {
 
 /** Shared state of one opened archive. */
 export class PxarTree {
-  private linkCounts: Promise<Map<number, number>> | undefined;
+  private linkCounts: Promise<Map<number, number> | undefined> | undefined;
   readonly scanNlink: boolean;
   readonly maxDepth: number;
 
@@ -63,8 +63,12 @@ export class PxarTree {
     this.maxDepth = opts.maxDepth ?? 1024;
   }
 
-  /** Hardlink names per target FILENAME offset (from one metadata scan, done once). */
-  hardlinkCounts(): Promise<Map<number, number>> {
+  /**
+   * Hardlink names per target FILENAME offset (from one metadata scan, done once), or undefined
+   * when the scan failed (a damaged archive): stat then falls back to the no-scan values rather
+   * than failing every stat; the damage surfaces where the damaged entries are read.
+   */
+  hardlinkCounts(): Promise<Map<number, number> | undefined> {
     if (this.linkCounts === undefined) {
       this.linkCounts = (async () => {
         // Metadata only: no payload stream, so contents are never touched.
@@ -77,9 +81,7 @@ export class PxarTree {
           }
         }
         return counts;
-      })();
-      // A failed scan is reported to every caller, and retried on the next stat.
-      this.linkCounts.catch(() => (this.linkCounts = undefined));
+      })().catch(() => undefined);
     }
     return this.linkCounts;
   }
@@ -123,7 +125,8 @@ export class PxarNode implements VfsNode {
     const st = t.metadata!.stat;
     let nlink = 1;
     if (t.kind === 'file') {
-      if (this.tree.scanNlink) nlink = 1 + ((await this.tree.hardlinkCounts()).get(t.filenameOffset) ?? 0);
+      const counts = this.tree.scanNlink ? await this.tree.hardlinkCounts() : undefined;
+      if (counts !== undefined) nlink = 1 + (counts.get(t.filenameOffset) ?? 0);
       else if (this.entry.kind === 'hardlink') nlink = 2;
     }
     const size = t.kind === 'file' || t.kind === 'symlink' ? t.size : 0;

@@ -137,3 +137,40 @@ describe('pxar VFS without a payload stream', () => {
     await m.close();
   });
 });
+
+describe('pxar VFS limits', () => {
+  it('refuses to descend deeper than maxDepth (typed LimitError), and serves everything above it', async () => {
+    const { buildV1 } = await import('./build.js');
+    const { BufferReadAt } = await import('../../src/io/read-at.js');
+    const { LimitError } = await import('../../src/errors.js');
+    type Dir = { kind: 'dir'; name: string; children: Dir[] };
+    let tree: Dir = { kind: 'dir', name: 'd', children: [] };
+    for (let i = 0; i < 40; i++) tree = { kind: 'dir', name: 'd', children: [tree] };
+    const root = await openPxarTree(new BufferReadAt('deep.pxar', buildV1({ kind: 'dir', name: '', children: [tree] })), undefined, { maxDepth: 30 });
+    let node: VfsNode = root;
+    for (let depth = 1; depth <= 30; depth++) node = (await node.lookup!(Buffer.from('d')))!;
+    expect(node.kind).toBe('directory');
+    await expect(node.lookup!(Buffer.from('d'))).rejects.toBeInstanceOf(LimitError);
+    await expect(node.readdir!()).rejects.toBeInstanceOf(LimitError);
+  });
+
+  it('a damaged archive still answers stat (nlink without the scan) and fails where the damage is', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { BufferReadAt } = await import('../../src/io/read-at.js');
+    const { PbsfsError } = await import('../../src/errors.js');
+    const bytes = Buffer.from(readFileSync(join(pxarDir, 'archive-v2.mpxar')));
+    const root = await openPxarTree(new BufferReadAt('x.mpxar', bytes));
+    const link1 = (await (await root.lookup!(Buffer.from('hardlinks')))!.lookup!(Buffer.from('link1')))!;
+    // Damage the FILENAME item of /special/blockdev (after the tree was opened, before any stat).
+    const fnType = Buffer.alloc(8);
+    fnType.writeBigUInt64LE(0x16701121063917b3n);
+    const at = bytes.lastIndexOf(fnType, bytes.indexOf(Buffer.from('blockdev\0')));
+    expect(at).toBeGreaterThan(0);
+    bytes.writeBigUInt64LE(1n, at);
+    // The hardlink scan fails, so link1 reports 1 instead of its 3 names; stat still works.
+    expect((await link1.stat()).nlink).toBe(1);
+    const fresh = await openPxarTree(new BufferReadAt('x.mpxar', bytes));
+    await expect(fresh.lookup!(Buffer.from('special'))).rejects.toBeInstanceOf(PbsfsError);
+    expect((await fresh.lookup!(Buffer.from('hello.txt')))!.kind).toBe('file');
+  });
+});
