@@ -8,6 +8,7 @@ import { BufferReadAt, FileReadAt, type ReadAt } from '../../src/io/read-at.js';
 import { restorePxar } from '../../src/restore/restore.js';
 import { pxarDir } from '../helpers/paths.js';
 import { buildV1 } from '../pxar/build.js';
+import { RICH_V1 } from '../pxar/spec-examples.js';
 import { loadListing } from '../pxar/listing.js';
 import { compareTree } from './compare.js';
 
@@ -107,5 +108,31 @@ describe('restore', () => {
     expect(readdirSync(outside)).toEqual([]);
     expect(lstatSync(join(target, 'a')).isSymbolicLink()).toBe(true);
     expect(existsSync(join(outside, 'x'))).toBe(false);
+  });
+
+  it('makes hardlinks by archive offset, never by the stored path', async () => {
+    // §15.3 with the hardlink's stored path "a.txt" replaced by "../.." (same length).
+    const bytes = Buffer.from(RICH_V1);
+    const at = bytes.indexOf(Buffer.from('a.txt\0'), 0x1ab);
+    bytes.write('../..\0', at, 'latin1');
+    const t = await tempDir();
+    const target = join(t, 'out');
+    const s = await restorePxar(new BufferReadAt('evil-link.pxar', bytes), undefined, target);
+    expect(s.hardlinks).toBe(1);
+    expect(lstatSync(join(target, 'h')).ino).toBe(lstatSync(join(target, 'a.txt')).ino);
+    expect(readFileSync(join(target, 'h')).toString()).toBe('hello');
+    expect(readdirSync(t)).toEqual(['out']);
+  });
+
+  it('keeps all-zero blocks as holes', async () => {
+    const t = await tempDir();
+    const { archive, payload, close } = await open('v1');
+    await restorePxar(archive, payload, t, { path: '/sparse-zeros.img' });
+    await close();
+    const exp = loadListing('v1').find((e) => e.path === '/sparse-zeros.img')!;
+    const st = lstatSync(join(t, 'sparse-zeros.img'));
+    expect(st.size).toBe(exp.size);
+    expect(st.blocks * 512).toBeLessThan(exp.size! / 2);
+    expect(createHash('sha256').update(readFileSync(join(t, 'sparse-zeros.img'))).digest('hex')).toBe(exp.sha256);
   });
 });
