@@ -8,7 +8,7 @@ import { UsageError } from '../errors.js';
 import type { Manifest } from '../manifest/manifest.js';
 import { ALLOWED_CHUNK_SIZES, DEFAULT_CHUNK_SIZE } from './chunker.js';
 import type { ChunkWriteStats } from './chunk-store-writer.js';
-import { TreeWalker, type WalkStats } from './fs-walk.js';
+import { dirKey, TreeWalker, type WalkStats } from './fs-walk.js';
 import { PxarEncoder } from './pxar-encoder.js';
 import { IMAGE_CHUNK_SIZE, SnapshotWriter, type SnapshotWriterOptions, type WrittenFile } from './snapshot-writer.js';
 
@@ -103,11 +103,18 @@ export function runBackup(opts: BackupOptions): BackupResult {
   const early: Buffer[] = [];
   let catalogSink: (d: Buffer) => void = (d) => early.push(d);
   const catalog = wantCatalog ? new CatalogWriter({ onData: (d) => catalogSink(d) }) : undefined;
+  // A datastore inside the source tree is left out (it changes while we read it); its
+  // identity is known once the snapshot writer has created it.
+  const skipDirs = new Set<string>();
   const walker =
-    opts.source !== undefined ? new TreeWalker(opts.source, { ...walkOpts(opts, progress, report), ...(catalog ? { catalog } : {}) }) : undefined;
+    opts.source !== undefined
+      ? new TreeWalker(opts.source, { ...walkOpts(opts, progress, report), ...(catalog ? { catalog } : {}), skipDirs })
+      : undefined;
   const root = walker?.rootMeta();
 
   const writer = new SnapshotWriter({ ...opts, onChunk: report });
+  const repoKey = dirKey(opts.repository);
+  if (repoKey !== undefined) skipDirs.add(repoKey);
   progress.chunks = writer.chunks.stats;
   const files: WrittenFile[] = [];
   try {

@@ -34,6 +34,8 @@ export interface WalkOptions {
    * does not wander into /proc or /sys).
    */
   allFileSystems?: boolean;
+  /** Directories (dev:ino keys, see `dirKey`) left out entirely, e.g. the datastore itself. */
+  skipDirs?: Set<string>;
   /**
    * Catalog fed during the walk, as the PBS client does: the caller opens the archive's
    * directory (`root.pxar.didx`) before `run` and closes it afterwards.
@@ -48,6 +50,16 @@ export interface WalkStats {
   hardlinks: number;
   bytes: number;
   skipped: number;
+}
+
+/** Identity of a directory for `skipDirs`. */
+export function dirKey(path: string): string | undefined {
+  try {
+    const st = lstatSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
 }
 
 const SLASH = Buffer.from('/');
@@ -168,6 +180,11 @@ export class TreeWalker {
     let bytes = 0;
     switch (type) {
       case MODE.IFDIR:
+        if (this.opts.skipDirs?.has(`${st.dev}:${st.ino}`)) {
+          this.stats.entries--;
+          this.opts.onWarning?.(`skipping ${abs.toString()}: it is the datastore being written`);
+          return;
+        }
         enc.beginDirectory(name, withAttrs(meta, attrs()));
         this.stats.directories++;
         cat?.startDirectory(name);

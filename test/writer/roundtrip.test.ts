@@ -188,4 +188,15 @@ describe('backup round trip through our readers', () => {
       }
     }, { unsafeCleanup: true });
   });
+
+  it('leaves out a datastore that lies inside the backup source', async () => {
+    await withDir(async ({ path: tmp }) => {
+      writeFileSync(join(tmp, 'a'), 'a');
+      const warnings: string[] = [];
+      const r = runBackup({ repository: join(tmp, 'store'), backupType: 'host', backupId: 'self', source: tmp, prefixDirs: 'lazy', onWarning: (w) => warnings.push(w) });
+      const got = await modelFromSnapshot(join(tmp, 'store'), r.snapshot, undefined);
+      expect(got.map((e) => e.path)).toEqual(['', Buffer.from('a').toString('hex')]);
+      expect(warnings.join('\n')).toMatch(/datastore being written/);
+    }, { unsafeCleanup: true });
+  });
 });
