@@ -274,7 +274,19 @@ export class PxarAccessor {
     order.sort((a, b) => a.pos - b.pos);
     const r = new ItemReader(this.archive, 16 * 1024);
     const out: PxarEntry[] = [];
-    for (const { idx } of order) out.push(await this.childAt(dir, idx, r));
+    for (const { idx } of order) {
+      const e = await this.childAt(dir, idx, r);
+      // A record must carry its child's name hash, or lookups could never find that child.
+      const { lo, hi } = pxarHashParts(e.name);
+      const rec = idx * GOODBYE_ITEM_SIZE;
+      if (dir.table.readUInt32LE(rec) !== lo || dir.table.readUInt32LE(rec + 4) !== hi) {
+        throw this.error(
+          `goodbye record hash does not match the name ${JSON.stringify(e.name.toString('utf8'))}`,
+          dir.goodbyeStart + HEADER_SIZE + rec,
+        );
+      }
+      out.push(e);
+    }
     return out;
   }
 

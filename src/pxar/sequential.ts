@@ -6,12 +6,14 @@
  * File contents are not buffered: v1 PAYLOAD data is skipped by position and read on demand,
  * v2 contents are read from the payload stream through PAYLOAD_REF offsets (so decreasing
  * offsets, which some old clients wrote, are handled too). Memory stays bounded by the window,
- * the directory stack (depth-capped) and one entry's attributes.
+ * the directory stack (depth-capped) and one entry's attributes. Each GOODBYE is checked against
+ * the directory it closes (record count, tail marker, offset and size), which the reference
+ * decoder skips.
  */
 import { FormatError, LimitError, UsageError } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
 import { ContentReader, checkPayloadStream } from './content.js';
-import { FORMAT_VERSION_SIZE, PXAR, pxarTypeName } from './format.js';
+import { FORMAT_VERSION_SIZE, GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
 import { ItemReader, NeedMore, decodeChildSync, decodeEntryBody, entryFromBody, withWindow } from './items.js';
 import type { PxarEntry } from './types.js';
 
@@ -102,9 +104,29 @@ export class PxarSequentialDecoder {
     const version = this.version;
     // One step: the parent's GOODBYE (returns undefined) or the next child, parsed synchronously
     // from the window; only a window miss costs a read (and a promise).
-    const step = (pos: number): PxarEntry | number => {
+    // Children seen per open directory, to check each GOODBYE against what it closes.
+    const counts: number[] = [0];
+    // Where each open directory's goodbye tail must point (the archive root's points at 0).
+    const tailTargets: number[] = [from === undefined ? 0 : startPos];
+    // One step: the parent's GOODBYE (returns the position after it) or the next child, parsed
+    // synchronously from the window; only a window miss costs a read (and a promise).
+    const step = (pos: number, children: number, entryStart: number): PxarEntry | number => {
       const h = r.headerSync(pos, size);
-      if (h.htype === PXAR.GOODBYE) return pos + h.fullSize;
+      if (h.htype === PXAR.GOODBYE) {
+        if (h.fullSize !== HEADER_SIZE + GOODBYE_ITEM_SIZE * (children + 1)) {
+          throw r.error(`GOODBYE item of ${h.fullSize} bytes does not fit a directory of ${children} entries`, pos);
+        }
+        const end = pos + h.fullSize;
+        const tail = r.view(end - GOODBYE_ITEM_SIZE, GOODBYE_ITEM_SIZE, size, 'goodbye tail');
+        if (
+          tail.readBigUInt64LE(0) !== PXAR.GOODBYE_TAIL_MARKER ||
+          tail.readBigUInt64LE(8) !== BigInt(pos - entryStart) ||
+          tail.readBigUInt64LE(16) !== BigInt(h.fullSize)
+        ) {
+          throw r.error('goodbye tail does not match its directory', end - GOODBYE_ITEM_SIZE);
+        }
+        return end;
+      }
       if (h.htype !== PXAR.FILENAME) {
         throw r.error(`expected a FILENAME or GOODBYE item, found ${pxarTypeName(h.htype)}`, pos);
       }
@@ -113,20 +135,25 @@ export class PxarSequentialDecoder {
     let pos = startBody.next;
     while (stack.length > 0) {
       const parent = stack[stack.length - 1]!;
+      const children = counts[counts.length - 1]!;
+      const entryStart = tailTargets[tailTargets.length - 1]!;
       let got: PxarEntry | number;
       try {
-        got = step(pos);
+        got = step(pos, children, entryStart);
       } catch (e) {
         if (!(e instanceof NeedMore)) throw e;
         const at = pos;
-        got = await withWindow(r, at, size, () => step(at));
+        got = await withWindow(r, at, size, () => step(at, children, entryStart));
       }
       if (typeof got === 'number') {
         pos = got;
         parent.end = pos;
         stack.pop();
+        counts.pop();
+        tailTargets.pop();
         continue;
       }
+      counts[counts.length - 1] = children + 1;
       const depth = parent.depth + 1;
       const pp = parent.path;
       const path = pp[pp.length - 1] === 0x2f ? Buffer.concat([pp, got.name]) : Buffer.concat([pp, SLASH, got.name]);
@@ -139,6 +166,8 @@ export class PxarSequentialDecoder {
           throw new LimitError(`directories nested deeper than ${maxDepth} levels`, { file: this.archive.name, offset: got.filenameOffset });
         }
         stack.push(entry);
+        counts.push(0);
+        tailTargets.push(got.entryOffset);
       }
       yield entry;
     }

@@ -29,7 +29,8 @@ describe('test encoder', () => {
       expect(e?.name.toString(), target).toBe(target);
       expect((await acc.read(e!, 0, 10)).toString()).toBe(target);
       expect(await acc.lookupPath('f9')).toBeUndefined();
-      expect((await acc.readdir(acc.root())).length).toBe(9);
+      // Simulated collisions put hashes on names that do not produce them: listings refuse that.
+      await expect(acc.readdir(acc.root())).rejects.toThrow(/hash does not match/);
     }
   });
 });

@@ -128,10 +128,21 @@ describe('hostile pxar input', () => {
       const bad = mutate(RICH_V1, (b) => b.writeBigUInt64LE(value, at));
       const r = await typedOrOk(walkAccessor(new BufferReadAt('gb.pxar', bad)), 'gb.pxar');
       expect(r, `patch at 0x${at.toString(16)}`).toBeInstanceOf(FormatError);
+      // The sequential decoder checks the tails (not the records, which it does not use).
+      if (at >= 0x299) {
+        const s = await typedOrOk(walkSequential(new BufferReadAt('gb.pxar', bad)), 'gb.pxar');
+        expect(s, `sequential, patch at 0x${at.toString(16)}`).toBeInstanceOf(FormatError);
+      }
     }
+    // A record whose hash does not match its name: lookups cannot find it, listings refuse it.
+    const wrongHash = mutate(RICH_V1, (b) => b.writeBigUInt64LE(0x1234n, 0x239));
+    const acc = await PxarAccessor.open(new BufferReadAt('hash.pxar', wrongHash));
+    expect(await acc.lookupPath('a.txt')).toBeUndefined();
+    await expect(acc.readdir(acc.root())).rejects.toThrow(/hash/);
     // The sub-directory's tail pointing at the wrong entry.
     const bad = mutate(RICH_V1, (b) => b.writeBigUInt64LE(0x10n, 0x181 + 8));
     expect(await typedOrOk(walkAccessor(new BufferReadAt('gb.pxar', bad)), 'gb.pxar')).toBeInstanceOf(FormatError);
+    expect(await typedOrOk(walkSequential(new BufferReadAt('gb.pxar', bad)), 'gb.pxar')).toBeInstanceOf(FormatError);
   });
 
   it('rejects bad names: empty, ".", "..", "/", NUL, missing terminator', async () => {
