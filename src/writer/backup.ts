@@ -10,7 +10,7 @@ import { ALLOWED_CHUNK_SIZES, DEFAULT_CHUNK_SIZE } from './chunker.js';
 import type { ChunkWriteStats } from './chunk-store-writer.js';
 import { dirKey, TreeWalker, type WalkStats } from './fs-walk.js';
 import { PxarEncoder } from './pxar-encoder.js';
-import { IMAGE_CHUNK_SIZE, SnapshotWriter, type SnapshotWriterOptions, type WrittenFile } from './snapshot-writer.js';
+import { IMAGE_CHUNK_SIZE, SnapshotWriter, type DynamicArchiveWriter, type SnapshotWriterOptions, type WrittenFile } from './snapshot-writer.js';
 
 export interface NamedSource {
   /** Archive label without extension (`root`, `drive-scsi0`, `qemu-server`). */
@@ -18,7 +18,17 @@ export interface NamedSource {
   path: string;
 }
 
+/** One thing to back up: a directory (pxar), an image or a blob, labelled as upstream does. */
+export interface BackupItem extends NamedSource {
+  kind: 'pxar' | 'image' | 'blob';
+}
+
 export interface BackupOptions extends Omit<SnapshotWriterOptions, 'onChunk'> {
+  /**
+   * Items in upload (manifest) order, after `blobs` and `source` and before `images`: several
+   * directory archives may be given (`root.pxar`, `etc.pxar`, ...), like proxmox-backup-client.
+   */
+  items?: BackupItem[];
   /** Directory to archive as `<archiveName>.pxar.didx` (or the split pair). */
   source?: string;
   archiveName?: string;
@@ -79,82 +89,105 @@ export function checkChunkSize(bytes: number): void {
   }
 }
 
+/** The items of a backup in upload order (legacy options first: blobs, source, images). */
+export function backupItems(opts: BackupOptions): BackupItem[] {
+  const items: BackupItem[] = [];
+  for (const b of opts.blobs ?? []) items.push({ kind: 'blob', ...b });
+  if (opts.source !== undefined) items.push({ kind: 'pxar', name: opts.archiveName ?? 'root', path: opts.source });
+  items.push(...(opts.items ?? []));
+  for (const i of opts.images ?? []) items.push({ kind: 'image', ...i });
+  return items;
+}
+
 export function runBackup(opts: BackupOptions): BackupResult {
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
   checkChunkSize(chunkSize);
-  const images = opts.images ?? [];
-  const blobs = opts.blobs ?? [];
-  if (opts.source === undefined && images.length === 0 && blobs.length === 0) {
-    throw new UsageError('nothing to back up: give a source directory, --image or --blob');
-  }
-  const archiveName = opts.archiveName ?? 'root';
-  checkLabel('archive', archiveName);
-  images.forEach((i) => checkLabel('image', i.name));
-  for (const b of blobs) {
-    // upstream labels look like qemu-server.conf or client.log; the file is LABEL.blob
-    if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(b.name)) throw new UsageError(`invalid blob name ${JSON.stringify(b.name)}`);
+  const items = backupItems(opts);
+  if (items.length === 0) throw new UsageError('nothing to back up: give a source directory, --image or --blob');
+  const seen = new Set<string>();
+  for (const it of items) {
+    if (it.kind === 'blob') {
+      // upstream labels look like qemu-server.conf or client.log; the file is LABEL.blob
+      if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(it.name)) throw new UsageError(`invalid blob name ${JSON.stringify(it.name)}`);
+    } else checkLabel(it.kind === 'pxar' ? 'archive' : 'image', it.name);
+    const key = `${it.kind}:${it.name}`;
+    if (seen.has(key)) throw new UsageError(`${it.kind} ${it.name} given twice`);
+    seen.add(key);
   }
 
   const progress: BackupProgress = { bytes: 0, files: 0, chunks: undefined as unknown as ChunkWriteStats };
   const report = (): void => opts.onProgress?.(progress);
-  // The walker reads getfattr output before anything is written.
-  const wantCatalog = opts.source !== undefined && !opts.split && opts.catalog !== false;
+  const pxarItems = items.filter((i) => i.kind === 'pxar');
+  // One catalog for all unified archives (upstream: one top-level directory per archive).
+  const wantCatalog = pxarItems.length > 0 && !opts.split && opts.catalog !== false;
   // The catalog writer emits its magic at once; hold bytes until its archive is open.
   const early: Buffer[] = [];
   let catalogSink: (d: Buffer) => void = (d) => early.push(d);
   const catalog = wantCatalog ? new CatalogWriter({ onData: (d) => catalogSink(d) }) : undefined;
-  // A datastore inside the source tree is left out (it changes while we read it); its
-  // identity is known once the snapshot writer has created it.
+  // A datastore inside a source tree is left out (it changes while we read it); its identity
+  // is known once the snapshot writer has created it.
   const skipDirs = new Set<string>();
-  const walker =
-    opts.source !== undefined
-      ? new TreeWalker(opts.source, { ...walkOpts(opts, progress, report), ...(catalog ? { catalog } : {}), skipDirs })
-      : undefined;
-  const root = walker?.rootMeta();
+  const walkers = new Map<BackupItem, TreeWalker>();
+  for (const it of pxarItems) {
+    // attributes are read (one helper run) before anything is written
+    walkers.set(it, new TreeWalker(it.path, { ...walkOpts(opts, progress, report), ...(catalog ? { catalog } : {}), skipDirs }));
+  }
+  const roots = new Map([...walkers].map(([it, w]) => [it, w.rootMeta()] as const));
 
   const writer = new SnapshotWriter({ ...opts, onChunk: report });
   const repoKey = dirKey(opts.repository);
   if (repoKey !== undefined) skipDirs.add(repoKey);
   progress.chunks = writer.chunks.stats;
   const files: WrittenFile[] = [];
+  let walk: WalkStats | undefined;
+  let attrsRecorded = false;
+  let cat: DynamicArchiveWriter | undefined;
   try {
-    for (const b of blobs) {
-      files.push(writer.addBlobFile(`${b.name}.blob`, b.path));
-      report();
-    }
-    let walk: WalkStats | undefined;
-    if (walker !== undefined && root !== undefined) {
-      if (opts.split) {
-        const meta = writer.dynamicArchive(`${archiveName}.mpxar.didx`, chunkSize);
-        const payload = writer.dynamicArchive(`${archiveName}.ppxar.didx`, chunkSize);
-        walk = walker.run(new PxarEncoder(meta, root, { payload }));
-        files.push(meta.close(), payload.close());
+    for (const it of items) {
+      if (it.kind === 'blob') {
+        files.push(writer.addBlobFile(`${it.name}.blob`, it.path));
+        report();
+      } else if (it.kind === 'image') {
+        files.push(
+          writer.addImage(`${it.name}.img.fidx`, it.path, {
+            chunkSize: opts.chunkSize ?? IMAGE_CHUNK_SIZE,
+            onBytes: (n) => {
+              progress.bytes += n;
+              report();
+            },
+          }),
+        );
       } else {
-        const pxarName = `${archiveName}.pxar.didx`;
-        const out = writer.dynamicArchive(pxarName, chunkSize);
-        // The catalog stream is chunked at a 512 KiB average (the client's catalog_chunk_size).
-        const cat = catalog ? writer.dynamicArchive(CATALOG_NAME, CATALOG_CHUNK_SIZE) : undefined;
-        if (cat) {
-          for (const d of early.splice(0)) cat.write(d);
-          catalogSink = (d) => cat.write(d);
+        const walker = walkers.get(it)!;
+        const root = roots.get(it)!;
+        attrsRecorded ||= walker.recordsAttrs;
+        let stats: WalkStats;
+        if (opts.split) {
+          const meta = writer.dynamicArchive(`${it.name}.mpxar.didx`, chunkSize);
+          const payload = writer.dynamicArchive(`${it.name}.ppxar.didx`, chunkSize);
+          stats = walker.run(new PxarEncoder(meta, root, { payload }));
+          files.push(meta.close(), payload.close());
+        } else {
+          const pxarName = `${it.name}.pxar.didx`;
+          const out = writer.dynamicArchive(pxarName, chunkSize);
+          if (catalog !== undefined && cat === undefined) {
+            // chunked at a 512 KiB average (the client's catalog_chunk_size)
+            const c = writer.dynamicArchive(CATALOG_NAME, CATALOG_CHUNK_SIZE);
+            for (const d of early.splice(0)) c.write(d);
+            catalogSink = (d) => c.write(d);
+            cat = c;
+          }
+          catalog?.startDirectory(pxarName);
+          stats = walker.run(new PxarEncoder(out, root));
+          catalog?.endDirectory();
+          files.push(out.close());
         }
-        catalog?.startDirectory(pxarName);
-        walk = walker.run(new PxarEncoder(out, root));
-        catalog?.endDirectory();
-        catalog?.finish();
-        files.push(out.close());
-        if (cat) files.push(cat.close());
+        walk = walk === undefined ? stats : addStats(walk, stats);
       }
     }
-    for (const img of images) {
-      const f = writer.addImage(`${img.name}.img.fidx`, img.path, {
-        chunkSize: opts.chunkSize ?? IMAGE_CHUNK_SIZE,
-        onBytes: (n) => {
-          progress.bytes += n;
-          report();
-        },
-      });
-      files.push(f);
+    if (catalog !== undefined && cat !== undefined) {
+      catalog.finish();
+      files.push(cat.close());
     }
     if (opts.masterKeyCiphertext !== undefined) {
       if (writer.cryptMode === 'none') throw new UsageError('a master key copy needs a key (crypt mode encrypt or sign-only)');
@@ -168,12 +201,23 @@ export function runBackup(opts: BackupOptions): BackupResult {
       files,
       chunks: writer.chunks.stats,
       walk,
-      attrsRecorded: walker?.recordsAttrs ?? false,
+      attrsRecorded,
     };
   } catch (e) {
     writer.abort();
     throw e;
   }
+}
+
+function addStats(a: WalkStats, b: WalkStats): WalkStats {
+  return {
+    entries: a.entries + b.entries,
+    files: a.files + b.files,
+    directories: a.directories + b.directories,
+    hardlinks: a.hardlinks + b.hardlinks,
+    bytes: a.bytes + b.bytes,
+    skipped: a.skipped + b.skipped,
+  };
 }
 
 function walkOpts(opts: BackupOptions, progress: BackupProgress, report: () => void) {

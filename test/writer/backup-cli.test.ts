@@ -221,4 +221,31 @@ describe('pbsfs backup (CLI)', () => {
       { unsafeCleanup: true },
     );
   });
+
+  it('takes upstream-style specs: several pxar archives, images and config blobs, in order', async () => {
+    await withDir(
+      async ({ path: tmp }) => {
+        const src = join(tmp, 'src');
+        mkdirSync(src);
+        makeTree(src);
+        writeFileSync(join(tmp, 'vm.conf'), 'cores: 2\n');
+        writeFileSync(join(tmp, 'disk'), Buffer.alloc(70000, 1));
+        const repo = join(tmp, 'store');
+        const r = pbsfs(['--repository', repo, '--output-format', 'json', 'backup', `root.pxar:${src}`, `sub.pxar:${join(src, 'dir')}`, `qemu-server.conf:${join(tmp, 'vm.conf')}`, `disk.img:${join(tmp, 'disk')}`, '--backup-id', 'specs', '--lazy-chunk-dirs']);
+        expect(r.stderr).toBe('');
+        expect(r.status).toBe(0);
+        const out = JSON.parse(r.stdout) as { snapshot: string; files: { filename: string }[] };
+        expect(out.files.map((f) => f.filename)).toEqual(['root.pxar.didx', 'sub.pxar.didx', 'qemu-server.conf.blob', 'disk.img.fidx', 'catalog.pcat1.didx']);
+        const sub = await modelFromSnapshot(repo, out.snapshot, undefined, 'sub');
+        expect(sub).toEqual(modelFromFs(join(src, 'dir'), haveGetfattr()));
+        const snap = await Snapshot.open(await Datastore.open(repo), [], parseSnapshotRef(out.snapshot));
+        const cat = await CatalogReader.open((await snap.openIndex('catalog.pcat1.didx')).readAt);
+        expect((await cat.readDir(cat.root())).map((e) => e.name.toString())).toEqual(['root.pxar.didx', 'sub.pxar.didx']);
+        const two = pbsfs(['--repository', repo, 'backup', src, src, '--lazy-chunk-dirs']);
+        expect(two.status).toBe(2);
+        expect(two.stderr).toMatch(/more than one bare directory/);
+      },
+      { unsafeCleanup: true },
+    );
+  });
 });

@@ -13,7 +13,7 @@ import type { CryptMode } from '../../manifest/manifest.js';
 import { isBackupType, isValidBackupId, parseNamespace, type BackupType } from '../../store/backup-ref.js';
 import { formatBytes } from '../../util/bytes.js';
 import { parseRfc3339 } from '../../util/rfc3339.js';
-import { runBackup, type BackupProgress, type BackupResult, type NamedSource } from '../../writer/backup.js';
+import { runBackup, type BackupItem, type BackupProgress, type BackupResult, type NamedSource } from '../../writer/backup.js';
 import { action, globalOptions, isInteractive, printResult, requireRepository } from '../context.js';
 import { loadKeyFile } from '../../crypto/key-config.js';
 import { encryptKeyForMaster, masterKeyConfigFor, readMasterKeyFile } from '../../crypto/master-key.js';
@@ -45,6 +45,31 @@ function parseNamed(kind: string, spec: string): NamedSource {
   // Accept upstream-style labels too: disk.img=..., qemu-server.conf=...
   if (kind === 'image') name = name.replace(/\.img$/, '');
   return { name, path: spec.slice(eq + 1) };
+}
+
+const SPEC_RE = /^([A-Za-z0-9_-]+)\.(pxar|img|conf|log):(.+)$/s;
+
+/**
+ * Positional backup specs: `LABEL.pxar:DIR`, `LABEL.img:FILE`, `LABEL.conf:FILE`,
+ * `LABEL.log:FILE` (as proxmox-backup-client takes them), or a bare directory (one at most),
+ * archived as ARCHIVE_NAME.pxar.
+ */
+export function parseSpecs(specs: string[], archiveName: string): BackupItem[] {
+  const items: BackupItem[] = [];
+  let bare = 0;
+  for (const spec of specs) {
+    const m = SPEC_RE.exec(spec);
+    if (m) {
+      const [, label, ext, path] = m as unknown as [string, string, string, string];
+      if (ext === 'pxar') items.push({ kind: 'pxar', name: label, path });
+      else if (ext === 'img') items.push({ kind: 'image', name: label, path });
+      else items.push({ kind: 'blob', name: `${label}.${ext}`, path });
+      continue;
+    }
+    if (++bare > 1) throw new UsageError('more than one bare directory: name them, e.g. root.pxar:/ home.pxar:/home');
+    items.push({ kind: 'pxar', name: archiveName, path: spec });
+  }
+  return items;
 }
 
 /** RFC 3339 or integer epoch seconds. */
@@ -110,7 +135,7 @@ export function register(program: Command): void {
   program
     .command('backup')
     .description('back up a directory (pxar), disk images and files into a new snapshot of a local datastore')
-    .argument('[source]', 'directory to archive as NAME.pxar (see --archive-name)')
+    .argument('[specs...]', 'a directory (archived as root.pxar, see --archive-name), or upstream-style LABEL.pxar:DIR, LABEL.img:FILE, LABEL.conf:FILE, LABEL.log:FILE')
     .addOption(new Option('--backup-type <type>', 'backup type').choices(['host', 'ct', 'vm']).default('host'))
     .option('--backup-id <id>', 'backup group id (default: the host name)')
     .option('--backup-time <time>', 'snapshot time, RFC 3339 or epoch seconds (default: now)')
@@ -127,7 +152,7 @@ export function register(program: Command): void {
     .option('--master-pubkey-file <pem>', 'also store the key, encrypted for this RSA master public key (rsa-encrypted.key.blob)')
     .addOption(new Option('--lazy-chunk-dirs', 'create .chunks/XXXX directories only as needed').hideHelp())
     .action(
-      action(async (source: string | undefined, opts: BackupCliOptions, cmd: Command) => {
+      action(async (specs: string[], opts: BackupCliOptions, cmd: Command) => {
         const g = globalOptions(cmd);
         const repo = requireRepository(g);
         checkRepository(repo);
@@ -155,15 +180,18 @@ export function register(program: Command): void {
         }
         const images = opts.image.map((s) => parseNamed('image', s));
         const blobs = opts.blob.map((s) => parseNamed('blob', s));
-        if (source !== undefined) {
+        const items = parseSpecs(specs, opts.archiveName);
+        for (const it of items) {
+          if (it.kind !== 'pxar') continue;
           let st;
           try {
-            st = statSync(source);
+            st = statSync(it.path);
           } catch {
-            throw new UsageError(`backup source ${source} does not exist`);
+            throw new UsageError(`backup source ${it.path} does not exist`);
           }
-          if (!st.isDirectory()) throw new UsageError(`backup source ${source} is not a directory (use --image or --blob for files)`);
+          if (!st.isDirectory()) throw new UsageError(`backup source ${it.path} is not a directory (use --image or --blob for files)`);
         }
+        const hasPxar = items.some((i) => i.kind === 'pxar');
 
         const warnings: string[] = [];
         let bar: cliProgress.SingleBar | undefined;
@@ -190,8 +218,7 @@ export function register(program: Command): void {
             ...(opts.backupTime !== undefined ? { backupTime: parseBackupTime(opts.backupTime) } : {}),
             cryptMode: mode,
             ...(crypt ? { crypt } : {}),
-            ...(source !== undefined ? { source } : {}),
-            archiveName: opts.archiveName,
+            items,
             split: Boolean(opts.split),
             ...(chunkSize !== undefined ? { chunkSize } : {}),
             images,
@@ -210,7 +237,7 @@ export function register(program: Command): void {
         }
         const seconds = (performance.now() - started) / 1000;
         for (const w of warnings) process.stderr.write(`pbsfs: warning: ${w}\n`);
-        if (source !== undefined && opts.xattrs && !result.attrsRecorded) {
+        if (hasPxar && opts.xattrs && !result.attrsRecorded) {
           process.stderr.write('pbsfs: warning: getfattr not found; xattrs, ACLs and file capabilities were not recorded\n');
         }
         const json = {
