@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { CryptConfig } from '../../src/crypto/crypt-config.js';
 import { PxarSequentialDecoder } from '../../src/pxar/sequential.js';
+import { PxarAccessor } from '../../src/pxar/accessor.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
 import { Datastore } from '../../src/store/datastore.js';
 import { parseSnapshotRef } from '../../src/store/backup-ref.js';
@@ -126,6 +127,28 @@ export async function modelFromSnapshot(repo: string, snapshot: string, crypt: C
     if (x.kind === 'hardlink') e.target = x.hardlink!.target.toString('hex');
     if (x.device) e.device = `${x.device.major}:${x.device.minor}`;
     out.push(e);
+  }
+  // Random access through the goodbye tables must find every entry, and readdir lists exactly
+  // the children the sequential walk saw (this checks the BST tables and their offsets).
+  const acc = await PxarAccessor.open(main.readAt, payload);
+  const children = new Map<string, string[]>();
+  for (const e of out) {
+    if (e.path === '') continue;
+    const rel = Buffer.from(e.path, 'hex');
+    const found = await acc.lookupPath(Buffer.concat([Buffer.from('/'), rel]));
+    if (found === undefined || found.kind !== e.kind) throw new Error(`accessor lookup of ${rel.toString()} failed`);
+    const cut = rel.lastIndexOf(0x2f);
+    const parent = cut < 0 ? '' : rel.subarray(0, cut).toString('hex');
+    const list = children.get(parent) ?? [];
+    list.push(rel.subarray(cut + 1).toString('hex'));
+    children.set(parent, list);
+  }
+  for (const e of out.filter((x) => x.kind === 'directory')) {
+    const rel = Buffer.from(e.path, 'hex');
+    const dir = e.path === '' ? acc.root() : (await acc.lookupPath(Buffer.concat([Buffer.from('/'), rel])))!;
+    const names = (await acc.readdir(dir)).map((c) => c.name.toString('hex')).sort();
+    const want = (children.get(e.path) ?? []).sort();
+    if (JSON.stringify(names) !== JSON.stringify(want)) throw new Error(`accessor readdir of /${rel.toString()} differs`);
   }
   return out;
 }
