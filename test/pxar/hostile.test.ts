@@ -103,7 +103,10 @@ describe('hostile pxar input', () => {
     let failures = 0;
     for (let i = 0; i < 200; i++) {
       const bad = mutate(META, (b) => {
-        for (let k = 0; k < 1 + rnd(4); k++) b[rnd(b.length)] ^= 1 << rnd(8);
+        for (let k = 0; k < 1 + rnd(4); k++) {
+          const at = rnd(b.length);
+          b[at] = b[at]! ^ (1 << rnd(8));
+        }
       });
       const a = new BufferReadAt('flip.mpxar', bad);
       if ((await typedOrOk(walkAccessor(a, p), /flip\.mpxar|p\.ppxar/)) !== 'ok') failures++;

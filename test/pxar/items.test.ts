@@ -45,7 +45,7 @@ async function both(bytes: Buffer) {
   return { acc, viaLookup: viaLookup!, viaSeq: all[1]! };
 }
 
-async function rejects(bytes: Buffer, what: RegExp, type: typeof PbsfsError = FormatError): Promise<void> {
+async function rejects(bytes: Buffer, what: RegExp, type: abstract new (...args: never[]) => PbsfsError = FormatError): Promise<void> {
   await expect(
     (async () => {
       const acc = await PxarAccessor.open(new BufferReadAt('items.pxar', bytes));
