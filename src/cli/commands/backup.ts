@@ -4,7 +4,8 @@
  * NAME.mpxar.didx + NAME.ppxar.didx pair), --image NAME=PATH a NAME.img.fidx, --blob NAME=PATH a
  * NAME.blob. Encrypted with --keyfile (crypt mode encrypt) unless --crypt-mode says otherwise.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { hostname } from 'node:os';
 import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
@@ -193,6 +194,9 @@ export function register(program: Command): void {
         }
         const hasPxar = items.some((i) => i.kind === 'pxar');
 
+        if (!opts.lazyChunkDirs && !existsSync(join(repo, '.chunks')) && g.outputFormat === 'text') {
+          process.stderr.write(`pbsfs: creating a new datastore in ${repo} (with all 65536 chunk directories, as PBS does)\n`);
+        }
         const warnings: string[] = [];
         let bar: cliProgress.SingleBar | undefined;
         if (isInteractive(process.stderr) && g.outputFormat === 'text') {
