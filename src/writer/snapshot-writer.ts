@@ -31,7 +31,7 @@ import {
   type Namespace,
 } from '../store/backup-ref.js';
 import { ChunkStream, DEFAULT_CHUNK_SIZE } from './chunker.js';
-import { ChunkStoreWriter, chunkDigest, type PrefixDirPolicy } from './chunk-store-writer.js';
+import { ChunkStoreWriter, type PrefixDirPolicy } from './chunk-store-writer.js';
 import { DynamicIndexWriter, type IndexResult } from './dynamic-index-writer.js';
 import { FixedIndexWriter } from './fixed-index-writer.js';
 import type { ByteSink } from './pxar-encoder.js';
@@ -351,4 +351,3 @@ export function writeAtomic(path: string, data: string | Uint8Array): void {
   }
 }
 
-export { chunkDigest };
