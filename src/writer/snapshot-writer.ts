@@ -37,6 +37,8 @@ import { FixedIndexWriter } from './fixed-index-writer.js';
 import type { ByteSink } from './pxar-encoder.js';
 
 export const DEFAULT_OWNER = 'root@pam';
+/** userid@realm, optionally !tokenname (PBS auth ids). */
+const AUTH_ID_RE = /^[^\s:/@!]{1,64}@[A-Za-z0-9_][A-Za-z0-9._-]{0,31}(?:![A-Za-z0-9_][A-Za-z0-9._-]{0,63})?$/;
 export const IMAGE_CHUNK_SIZE = 4 * 1024 * 1024;
 
 export interface SnapshotWriterOptions {
@@ -128,6 +130,9 @@ export class SnapshotWriter {
     const time = opts.backupTime ?? Math.floor(Date.now() / 1000);
     if (!Number.isSafeInteger(time) || time < 1) throw new UsageError(`invalid backup time ${time}`);
     this.backupTime = time;
+    if (opts.owner !== undefined && !AUTH_ID_RE.test(opts.owner)) {
+      throw new UsageError(`invalid owner ${JSON.stringify(opts.owner)} (an auth id like root@pam or user@pbs!token)`);
+    }
     const ns = opts.ns ?? [];
     const ref = { type: opts.backupType, id: opts.backupId, time };
     this.relPath = snapshotRelPath(ns, ref);

@@ -123,6 +123,10 @@ describe('snapshot writer', () => {
         expect(() => new SnapshotWriter(opts)).toThrow(/already exists/);
         expect(() => new SnapshotWriter({ ...opts, backupId: 'bad id' })).toThrow(/invalid backup id/);
         expect(() => new SnapshotWriter({ ...opts, cryptMode: 'sign-only' })).toThrow(/needs a key/);
+        expect(() => new SnapshotWriter({ ...opts, backupTime: 1700000002, owner: 'root@pam\nx' })).toThrow(/invalid owner/);
+        const tok = new SnapshotWriter({ ...opts, backupId: '101', owner: 'backup@pbs!job1' });
+        tok.finish();
+        expect(readFileSync(join(repo, 'vm', '101', 'owner'), 'utf8')).toBe('backup@pbs!job1\n');
         const w2 = new SnapshotWriter({ ...opts, backupTime: 1700000001 });
         w2.addBlob('b.blob', Buffer.from('z'));
         w2.abort();
