@@ -45,6 +45,7 @@ export type AuditFlag =
   | 'unsigned-manifest'
   | 'incomplete'
   | 'unreadable-manifest'
+  | 'manifest-mismatch'
   | 'group-mixed-keys'
   | 'group-mixed-modes';
 
@@ -59,6 +60,7 @@ export const FLAG_DESCRIPTIONS: Record<AuditFlag, string> = {
   'unsigned-manifest': 'encrypted or signed, but the manifest carries no signature',
   incomplete: 'no manifest (backup still running or aborted)',
   'unreadable-manifest': 'the manifest cannot be read',
+  'manifest-mismatch': 'the manifest names another snapshot (copied or moved)',
   'group-mixed-keys': 'snapshots of the group were made with different keys',
   'group-mixed-modes': 'snapshots of the group use different crypt modes',
 };
@@ -192,6 +194,10 @@ async function auditSnapshot(ds: Datastore, s: SnapshotInfo, crypt: CryptConfig 
     rec.error = e.message;
     return rec;
   }
+  if (m.backupType !== s.type || m.backupId !== s.id || m.backupTime !== s.time) {
+    rec.flags.push('manifest-mismatch');
+    rec.error = `manifest belongs to snapshot ${formatSnapshotRef({ type: m.backupType, id: m.backupId, time: m.backupTime })}`;
+  }
   const mode = modeOf(m);
   rec['crypt-mode'] = mode;
   rec.files = m.files.map((f) => ({ filename: f.filename, 'crypt-mode': f.cryptMode, size: f.size }));
@@ -263,7 +269,7 @@ export async function auditDatastore(ds: Datastore, opts: AuditOptions = {}): Pr
   // Summary by key fingerprint (null = no key named).
   const keyMap = new Map<string | null, AuditKeySummary>();
   for (const s of snapshots) {
-    if (!s.complete || s.error !== undefined) continue;
+    if (!s.complete || s.flags.includes('unreadable-manifest')) continue;
     const fp = s['key-fingerprint'];
     let k = keyMap.get(fp);
     if (!k) {
@@ -294,7 +300,7 @@ export async function auditDatastore(ds: Datastore, opts: AuditOptions = {}): Pr
   const findings: AuditFinding[] = [];
   for (const s of snapshots) {
     for (const flag of s.flags) {
-      const detail = flag === 'unreadable-manifest' && s.error !== undefined ? `: ${s.error}` : '';
+      const detail = (flag === 'unreadable-manifest' || flag === 'manifest-mismatch') && s.error !== undefined ? `: ${s.error}` : '';
       findings.push({ flag, ns: s.ns, target: s.snapshot, message: `${FLAG_DESCRIPTIONS[flag]}${detail}` });
     }
   }

@@ -224,6 +224,10 @@ describe('audit of damaged and unusual datastores', () => {
     });
     // A snapshot directory without a manifest (backup still running).
     await rm(join(snapDir(incompleteV), 'index.json.blob'));
+    // A manifest copied into another snapshot's directory.
+    const copiedTo = join(store, 'host', 'copied', '2020-01-01T00:00:00Z');
+    await mkdir(copiedTo, { recursive: true });
+    await cp(join(datastoreDir, tampered.path, 'index.json.blob'), join(copiedTo, 'index.json.blob'));
 
     const r = await auditDatastore(await Datastore.open(store), { crypt: scryptKey });
     const t = find(r.snapshots, tampered);
@@ -250,7 +254,11 @@ describe('audit of damaged and unusual datastores', () => {
     expect(inc.complete).toBe(false);
     expect(inc.flags).toEqual(['incomplete']);
 
-    for (const f of ['signature-mismatch', 'unreadable-manifest', 'incomplete', 'group-mixed-keys', 'mixed-crypt-mode'] as const) {
+    const c = r.snapshots.find((x) => x.snapshot === 'host/copied/2020-01-01T00:00:00Z')!;
+    expect(c.flags).toContain('manifest-mismatch');
+    expect(c.error).toContain(tampered.snapshot);
+
+    for (const f of ['manifest-mismatch', 'signature-mismatch', 'unreadable-manifest', 'incomplete', 'group-mixed-keys', 'mixed-crypt-mode'] as const) {
       expect(r.findings.some((x) => x.flag === f)).toBe(true);
     }
   });
