@@ -8,7 +8,7 @@
  * complete or absent. Existing snapshots are never touched: the final name must not exist.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync, statSync, fstatSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, renameSync, rmSync, writeFileSync, statSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeBlob, MAX_BLOB_SIZE } from '../blob/data-blob.js';
 import type { CryptConfig } from '../crypto/crypt-config.js';
@@ -144,7 +144,9 @@ export class SnapshotWriter {
       mkdirSync(groupDir, { recursive: true });
       const ownerFile = join(groupDir, 'owner');
       if (!existsSync(ownerFile)) writeAtomic(ownerFile, `${opts.owner ?? DEFAULT_OWNER}\n`);
-      this.tmpDir = join(groupDir, `.tmp_${formatBackupTime(time)}_${randomBytes(4).toString('hex')}`);
+      removeStaleTempDirs(groupDir);
+      // the pid in the name lets a later run remove it if this process dies mid-backup
+      this.tmpDir = join(groupDir, `.tmp_${formatBackupTime(time)}_${process.pid}_${randomBytes(4).toString('hex')}`);
       mkdirSync(this.tmpDir);
     } catch (e) {
       throw fromSystemError(e, groupDir, 'cannot create the snapshot directory');
@@ -326,6 +328,28 @@ export class SnapshotWriter {
   abort(): void {
     this.done = true;
     rmSync(this.tmpDir, { recursive: true, force: true });
+  }
+}
+
+/** Removes `.tmp_<time>_<pid>_<rand>` directories left by writer processes that no longer run. */
+function removeStaleTempDirs(groupDir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(groupDir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = /^\.tmp_.+Z_(\d+)_[0-9a-f]+$/.exec(n);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    if (!alive) rmSync(join(groupDir, n), { recursive: true, force: true });
   }
 }
 

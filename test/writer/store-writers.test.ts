@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync, mkdirSync, utimesSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync, mkdirSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { withDir } from 'tmp-promise';
 import { CryptConfig } from '../../src/crypto/crypt-config.js';
@@ -130,6 +130,12 @@ describe('snapshot writer', () => {
         const w2 = new SnapshotWriter({ ...opts, backupTime: 1700000001 });
         w2.addBlob('b.blob', Buffer.from('z'));
         w2.abort();
+        // a temp directory of a dead writer process is cleaned up by the next run; a live one is kept
+        mkdirSync(join(repo, 'vm', '100', '.tmp_2023-11-14T22:13:25Z_999999999_abcd'));
+        mkdirSync(join(repo, 'vm', '100', `.tmp_2023-11-14T22:13:26Z_${process.pid}_abcd`));
+        new SnapshotWriter({ ...opts, backupTime: 1700000003 }).abort();
+        expect(readdirSync(join(repo, 'vm', '100')).sort()).toEqual([`.tmp_2023-11-14T22:13:26Z_${process.pid}_abcd`, '2023-11-14T22:13:20Z', 'owner']);
+        rmdirSync(join(repo, 'vm', '100', `.tmp_2023-11-14T22:13:26Z_${process.pid}_abcd`));
         expect(readdirSync(join(repo, 'vm', '100')).sort()).toEqual(['2023-11-14T22:13:20Z', 'owner']);
         expect(readdirSync(join(repo, 'vm', '100', '2023-11-14T22:13:20Z')).sort()).toEqual(['a.conf.blob', 'index.json.blob']);
       },

@@ -10,11 +10,12 @@ import { hostname } from 'node:os';
 import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 import { UnsupportedError, UsageError } from '../../errors.js';
+import { DEFAULT_CHUNK_SIZE } from '../../writer/chunker.js';
 import type { CryptMode } from '../../manifest/manifest.js';
 import { isBackupType, isValidBackupId, parseNamespace, type BackupType } from '../../store/backup-ref.js';
 import { formatBytes } from '../../util/bytes.js';
 import { parseRfc3339 } from '../../util/rfc3339.js';
-import { runBackup, type BackupItem, type BackupProgress, type BackupResult, type NamedSource } from '../../writer/backup.js';
+import { checkChunkSize, runBackup, type BackupItem, type BackupProgress, type BackupResult, type NamedSource } from '../../writer/backup.js';
 import { action, globalOptions, isInteractive, printResult, requireRepository } from '../context.js';
 import { loadKeyFile } from '../../crypto/key-config.js';
 import { encryptKeyForMaster, masterKeyConfigFor, readMasterKeyFile } from '../../crypto/master-key.js';
@@ -194,6 +195,10 @@ export function register(program: Command): void {
         }
         const hasPxar = items.some((i) => i.kind === 'pxar');
 
+        if (items.length === 0 && images.length === 0 && blobs.length === 0) {
+          throw new UsageError('nothing to back up: give a source directory, --image or --blob');
+        }
+        checkChunkSize(chunkSize ?? DEFAULT_CHUNK_SIZE);
         if (!opts.lazyChunkDirs && !existsSync(join(repo, '.chunks')) && g.outputFormat === 'text') {
           process.stderr.write(`pbsfs: creating a new datastore in ${repo} (with all 65536 chunk directories, as PBS does)\n`);
         }
