@@ -70,7 +70,13 @@ export class IndexReadAt implements ReadAt {
     const pending: Promise<Buffer>[] = [];
     let next = first;
     const fill = (): void => {
-      while (next <= last && pending.length < READ_AHEAD) pending.push(this.chunk(next++));
+      while (next <= last && pending.length < READ_AHEAD) {
+        const p = this.chunk(next++);
+        // A later chunk may fail while an earlier one is still awaited: mark it handled now (the
+        // await below still sees the failure), or Node aborts on an unhandled rejection.
+        p.catch(() => undefined);
+        pending.push(p);
+      }
     };
     fill();
     try {

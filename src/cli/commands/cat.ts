@@ -47,7 +47,13 @@ export async function streamIndex(readAt: IndexReadAt, out: Writable): Promise<v
   const pending: Promise<Buffer>[] = [];
   let next = 0;
   const fill = (): void => {
-    while (next < n && pending.length <= READ_AHEAD) pending.push(readAt.chunk(next++));
+    while (next < n && pending.length <= READ_AHEAD) {
+      const p = readAt.chunk(next++);
+      // It may fail while an earlier chunk or a write is still awaited: mark it handled now (the
+      // await below still sees the failure), or Node aborts on an unhandled rejection.
+      p.catch(() => undefined);
+      pending.push(p);
+    }
   };
   try {
     fill();
