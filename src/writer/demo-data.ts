@@ -98,11 +98,12 @@ interface Marker {
 }
 
 /** Reuses a complete demo in `dir`, or builds one. `log` gets one line per step. */
-export async function ensureDemo(dir: string, log: (line: string) => void = () => {}): Promise<DemoInfo> {
+export async function ensureDemo(dir: string, log: (line: string) => void = () => {}, rebuild = false): Promise<DemoInfo> {
   const repository = join(dir, 'datastore');
   const keyfile = join(dir, 'demo.key');
   const markerPath = join(dir, 'demo.json');
   const base = { dir, repository, keyfile, passphrase: DEMO_PASSPHRASE };
+  if (rebuild && existsSync(markerPath)) rmSync(markerPath);
   if (existsSync(markerPath)) {
     try {
       const m = JSON.parse(readFileSync(markerPath, 'utf8')) as Marker;

@@ -33,6 +33,11 @@ describe('pbsfs demo', () => {
         expect(second.stdout).toContain(`reusing the demo datastore in ${dir}`);
         expect(readFileSync(join(dir, 'demo.json'), 'utf8')).toBe(marker);
 
+        const third = pbsfs(['demo', dir, '--rebuild', '--no-mount']);
+        expect(third.status).toBe(0);
+        expect(third.stdout).toContain(`created ${dir}`);
+        expect(third.stdout).not.toContain('mounted');
+
         const repo = join(dir, 'datastore');
         const v = pbsfs(['--repository', repo, '--keyfile', join(dir, 'demo.key'), 'verify'], { PBS_ENCRYPTION_PASSWORD: DEMO_PASSPHRASE });
         expect(v.stdout).toContain('signature verified');

@@ -209,15 +209,17 @@ export function register(program: Command): void {
     .command('demo')
     .description('create (once) an encrypted demo datastore, mount its snapshot and show what is inside')
     .argument('[dir]', 'where to keep the demo (default: $XDG_CACHE_HOME/pbsfs/demo or ~/.cache/pbsfs/demo)')
+    .option('--rebuild', 'create the demo datastore again even if a complete one exists', false)
+    .option('--no-mount', 'do not mount; show the snapshot read directly')
     .action(
-      action(async (dirArg: string | undefined, _opts: unknown, cmd: Command) => {
+      action(async (dirArg: string | undefined, opts: { rebuild: boolean; mount: boolean }, cmd: Command) => {
         // `pbsfs demo | head` closes the pipe early: stop quietly
         process.stdout.on('error', (e: NodeJS.ErrnoException) => {
           if (e.code === 'EPIPE') process.exit(0);
         });
         const out = (s: string): void => void process.stdout.write(s + '\n');
         const dir = resolve(dirArg ?? defaultDemoDir());
-        const demo = await ensureDemo(dir, (l) => out(`demo: ${l}`));
+        const demo = await ensureDemo(dir, (l) => out(`demo: ${l}`), opts.rebuild);
         out(demo.created ? `demo: created ${dir}` : `demo: reusing the demo datastore in ${dir}`);
         out(`  datastore:  ${demo.repository}`);
         out(`  key file:   ${demo.keyfile}`);
@@ -229,7 +231,7 @@ export function register(program: Command): void {
         }
         out('');
         const program = cmd.parent ?? cmd;
-        const mounted = await mountAndShow(program, demo, out);
+        const mounted = opts.mount ? await mountAndShow(program, demo, out) : false;
         if (!mounted) await showDirect(demo, out);
         const q = shellQuote;
         out('\nTo do this by hand:');
