@@ -67,6 +67,21 @@ export async function getPassphrase(opts: GetPassphraseOptions = {}): Promise<st
   );
 }
 
+/**
+ * The environment for processes pbsfs starts (restore's helper tools, a passphrase command):
+ * ours without the variables that hold a passphrase itself (PBS_ENCRYPTION_PASSWORD and the like;
+ * their _FD/_FILE/_CMD forms only point at one). A child has no use for it, and any process of
+ * the same user could read it from /proc/<pid>/environ while the child runs.
+ */
+export function childProcessEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (/^PBS_[A-Z_]*(PASSWORD|PASSPHRASE)$/.test(k)) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
 /** The bytes up to the first newline, as UTF-8 (invalid UTF-8 is an error). */
 function firstLine(data: Buffer, source: string): string {
   const nl = data.indexOf(0x0a);
@@ -122,6 +137,7 @@ function runCommand(cmdline: string, source: string): Buffer {
     stdio: ['ignore', 'pipe', 'inherit'],
     maxBuffer: MAX_SOURCE_BYTES,
     shell: false,
+    env: childProcessEnv(),
   });
   if (r.error !== undefined) {
     throw new CryptoError(`the passphrase command from ${source} (${argv[0]}) failed: ${r.error.message}`);

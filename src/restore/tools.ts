@@ -17,6 +17,7 @@
 import { spawn } from 'node:child_process';
 import { lutimes } from 'node:fs/promises';
 import { IoError } from '../errors.js';
+import { childProcessEnv } from '../crypto/passphrase.js';
 
 export interface ToolResult {
   code: number;
@@ -26,7 +27,7 @@ export interface ToolResult {
 /** Runs `cmd args` with `input` on stdin; resolves with the exit code and stderr. */
 export function runTool(cmd: string, args: string[], input?: Buffer): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], env: childProcessEnv() });
     const err: Buffer[] = [];
     let errLen = 0;
     child.stderr.on('data', (b: Buffer) => {
