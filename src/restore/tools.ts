@@ -22,12 +22,17 @@ import { childProcessEnv } from '../crypto/passphrase.js';
 export interface ToolResult {
   code: number;
   stderr: string;
+  stdout: string;
 }
 
-/** Runs `cmd args` with `input` on stdin; resolves with the exit code and stderr. */
+/** Runs `cmd args` with `input` on stdin; resolves with the exit code, stderr and (short) stdout. */
 export function runTool(cmd: string, args: string[], input?: Buffer): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], env: childProcessEnv() });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: childProcessEnv() });
+    let stdout = '';
+    child.stdout.on('data', (b: Buffer) => {
+      if (stdout.length < 64 * 1024) stdout += b.toString('utf8');
+    });
     const err: Buffer[] = [];
     let errLen = 0;
     child.stderr.on('data', (b: Buffer) => {
@@ -37,7 +42,7 @@ export function runTool(cmd: string, args: string[], input?: Buffer): Promise<To
       }
     });
     child.on('error', (e) => reject(new IoError(`cannot run ${cmd}: ${e.message}`, { cause: e })));
-    child.on('close', (code) => resolve({ code: code ?? 1, stderr: Buffer.concat(err).toString('utf8').trim() }));
+    child.on('close', (code) => resolve({ code: code ?? 1, stderr: Buffer.concat(err).toString('utf8').trim(), stdout }));
     child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? Buffer.alloc(0));
   });
@@ -96,20 +101,23 @@ const PY_UTIME = [
   'sys.exit(1 if bad else 0)',
 ].join('\n');
 
-let pythonOk: boolean | undefined;
+/** The python3 interpreter's real path ('' when there is none), found once. */
+let python: string | undefined;
 
 /** Which method sets times: 'python' (exact ns), 'touch' (exact, one process per path), 'node' (us). */
 export type TimeMethod = 'python' | 'touch' | 'node';
 
 export async function detectTimeMethod(): Promise<TimeMethod> {
-  if (pythonOk === undefined) {
+  if (python === undefined) {
     try {
-      pythonOk = (await runTool('python3', ['-c', 'import os; os.utime'])).code === 0;
+      // The real executable, not a wrapper such as a pyenv shim (those cost ~0.2 s per start).
+      const r = await runTool('python3', ['-c', 'import os, sys; os.utime; print(sys.executable)']);
+      python = r.code === 0 ? r.stdout.trim() : '';
     } catch {
-      pythonOk = false;
+      python = '';
     }
   }
-  return pythonOk ? 'python' : 'touch';
+  return python !== '' ? 'python' : 'touch';
 }
 
 function totalNs(j: TimeJob): bigint {
@@ -122,7 +130,7 @@ export async function applyTimes(jobs: TimeJob[], method: TimeMethod): Promise<s
   if (method === 'python') {
     const parts: Buffer[] = [];
     for (const j of jobs) parts.push(j.path, NUL, Buffer.from(totalNs(j).toString()), NUL, NUL);
-    const r = await runTool('python3', ['-c', PY_UTIME], Buffer.concat(parts));
+    const r = await runTool(python || 'python3', ['-c', PY_UTIME], Buffer.concat(parts));
     return r.code === 0 ? [] : r.stderr.split('\n');
   }
   const problems: string[] = [];
@@ -135,7 +143,7 @@ export async function applyTimes(jobs: TimeJob[], method: TimeMethod): Promise<s
       const neg = ns < 0n;
       const abs = neg ? -ns : ns;
       const stamp = `@${neg ? '-' : ''}${abs / 1_000_000_000n}.${(abs % 1_000_000_000n).toString().padStart(9, '0')}`;
-      const r = await runTool('touch', ['-h', '-d', stamp, '--', j.path.toString('utf8')]).catch(() => ({ code: 1, stderr: '' }));
+      const r = await runTool('touch', ['-h', '-d', stamp, '--', j.path.toString('utf8')]).catch(() => ({ code: 1, stderr: '', stdout: '' }));
       if (r.code === 0) continue;
     }
     try {
@@ -209,6 +217,7 @@ export async function applyFlags(jobs: FlagJob[]): Promise<string[]> {
       const r = await runTool('chattr', [`+${letters}`, '--', ...paths.slice(i, i + 200)]).catch((e: unknown) => ({
         code: 1,
         stderr: (e as Error).message,
+        stdout: '',
       }));
       if (r.code !== 0) problems.push(...(r.stderr === '' ? [`chattr +${letters} exited with status ${r.code}`] : r.stderr.split('\n')));
     }
