@@ -83,6 +83,12 @@ export class ItemReader {
     throw new NeedMore(pos + len);
   }
 
+  /** The bytes [pos, pos + len) if the window holds them (no read), else undefined. */
+  peek(pos: number, len: number): Buffer | undefined {
+    const off = pos - this.bufStart;
+    return off >= 0 && off + len <= this.buf.length ? this.buf.subarray(off, off + len) : undefined;
+  }
+
   /** Loads [pos, pos + max(len, readAhead)) clipped to `limit` into the window. */
   async fill(pos: number, len: number, limit: number): Promise<void> {
     const want = Math.min(Math.max(len, this.readAhead), limit - pos);

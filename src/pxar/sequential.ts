@@ -12,7 +12,7 @@
  */
 import { FormatError, LimitError, UsageError } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
-import { ContentReader, checkPayloadStream } from './content.js';
+import { CONTENT_BLOCK, ContentReader, checkPayloadStream } from './content.js';
 import { FORMAT_VERSION_SIZE, GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
 import { ItemReader, NeedMore, decodeChildSync, decodeEntryBody, entryFromBody, withWindow } from './items.js';
 import type { PxarEntry } from './types.js';
@@ -35,6 +35,8 @@ export interface SequentialOptions {
 
 export class PxarSequentialDecoder {
   readonly content: ContentReader;
+  /** The read window of the walk in progress (v1 contents of small files are often in it). */
+  private window: ItemReader | undefined;
 
   private constructor(
     readonly archive: ReadAt,
@@ -91,6 +93,7 @@ export class PxarSequentialDecoder {
     const size = this.archive.size;
     const maxDepth = this.opts.maxDepth ?? 1024;
     const r = new ItemReader(this.archive, Math.max(4096, this.opts.blockSize ?? 1024 * 1024));
+    this.window = r;
     const startPos = from === undefined ? this.rootPos : from.entry.entryOffset;
     const startBody = await decodeEntryBody(r, startPos, size, this.version);
     if (startBody.kind !== 'directory') throw r.error(`the walk must start at a directory, found a ${startBody.kind}`, startPos);
@@ -173,8 +176,19 @@ export class PxarSequentialDecoder {
     }
   }
 
-  /** Streams a regular file's contents in bounded blocks. */
+  /**
+   * Streams a regular file's contents in bounded blocks. Inline (v1) contents that the walk's
+   * read window already holds are served from it (copied) without another read.
+   */
   stream(entry: PxarEntry): AsyncGenerator<Buffer> {
+    const off = entry.contentOffset;
+    const inWindow = off !== undefined && entry.size <= CONTENT_BLOCK ? this.window?.peek(off, entry.size) : undefined;
+    if (inWindow !== undefined && entry.kind === 'file') {
+      const copy = Buffer.from(inWindow);
+      return (async function* () {
+        if (copy.length > 0) yield copy;
+      })();
+    }
     return this.content.stream(entry);
   }
 
