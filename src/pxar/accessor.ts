@@ -15,7 +15,7 @@
 import { LRUCache } from 'lru-cache';
 import { FormatError, LimitError, NotFoundError, UsageError } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
-import { ContentReader, checkPayloadStream } from './content.js';
+import { ContentReader } from './content.js';
 import { FORMAT_VERSION_SIZE, GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
 import { ItemReader, NeedMore, decodeChild, decodeChildSync, decodeEntryBody, entryFromBody } from './items.js';
 import { pxarHashParts } from './siphash.js';
@@ -101,7 +101,6 @@ export class PxarAccessor {
     }
     if (payload !== undefined) {
       if (version !== 2) throw new UsageError(`a payload stream was given for the unified archive ${archive.name}`);
-      await checkPayloadStream(payload);
     }
     const placeholder = {} as PxarEntry;
     const acc0 = new PxarAccessor(archive, payload, version, prelude, placeholder, {} as PxarDir, opts);

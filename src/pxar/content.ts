@@ -45,6 +45,8 @@ export async function checkPayloadStream(payload: ReadAt): Promise<void> {
 export class ContentReader {
   /** Validated v2 ranges, by PAYLOAD header offset and size. */
   private readonly checked = new Map<number, number>();
+  /** The payload stream's markers, checked on first use (browsing never touches the stream). */
+  private markers: Promise<void> | undefined;
 
   constructor(
     readonly archive: ReadAt,
@@ -76,6 +78,7 @@ export class ContentReader {
         offset: entry.entryOffset,
       });
     }
+    await (this.markers ??= checkPayloadStream(payload));
     // Errors about the referenced bytes name the payload stream and say which reference led there.
     const ref = `PAYLOAD_REF of ${this.archive.name} at offset ${entry.entryOffset}`;
     const start = off + HEADER_SIZE;

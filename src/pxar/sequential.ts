@@ -12,7 +12,7 @@
  */
 import { FormatError, LimitError, UsageError } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
-import { CONTENT_BLOCK, ContentReader, checkPayloadStream } from './content.js';
+import { CONTENT_BLOCK, ContentReader } from './content.js';
 import { FORMAT_VERSION_SIZE, GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
 import { ItemReader, NeedMore, decodeChildSync, decodeEntryBody, entryFromBody, withWindow } from './items.js';
 import type { PxarEntry } from './types.js';
@@ -79,7 +79,6 @@ export class PxarSequentialDecoder {
     }
     if (payload !== undefined) {
       if (version !== 2) throw new UsageError(`a payload stream was given for the unified archive ${archive.name}`);
-      await checkPayloadStream(payload);
     }
     return new PxarSequentialDecoder(archive, payload, version, prelude, pos, opts);
   }

@@ -202,9 +202,13 @@ describe('hostile pxar input', () => {
     }
     // A payload stream without its start marker.
     const noStart = mutate(PAYLOAD, (b) => b.fill(0, 0, 8));
-    expect(
-      await typedOrOk(PxarAccessor.open(new BufferReadAt('m.mpxar', META), new BufferReadAt('x.ppxar', noStart)), 'x.ppxar'),
-    ).toBeInstanceOf(FormatError);
+    const r = await typedOrOk(walkAccessor(new BufferReadAt('m.mpxar', META), new BufferReadAt('x.ppxar', noStart)), 'x.ppxar');
+    expect(r).toBeInstanceOf(FormatError);
+    expect((r as FormatError).message).toMatch(/PAYLOAD_START_MARKER/);
+    const noTail = mutate(PAYLOAD, (b) => b.fill(0, b.length - 16, b.length - 8));
+    expect(await typedOrOk(walkSequential(new BufferReadAt('m.mpxar', META), new BufferReadAt('y.ppxar', noTail)), 'y.ppxar')).toBeInstanceOf(
+      FormatError,
+    );
   });
 
   it('caps absurd nesting without recursion or hangs', async () => {

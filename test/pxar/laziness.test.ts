@@ -60,17 +60,27 @@ describe('lookups read only the directories on their path', () => {
     const m = new CountingReadAt(meta);
     const p = new CountingReadAt(payload);
     const acc = await PxarAccessor.open(m, p);
-    p.reset();
+    // Opening and browsing never touch the payload stream.
+    expect(p.reads).toEqual([]);
     m.reset();
     const e = await acc.lookupPath('/nested/a/b/c/d/deep.txt');
     expect(e?.kind).toBe('file');
     expect(p.reads).toEqual([]);
     expect(m.bytes).toBeLessThan(8 * 1024);
     await acc.read(e!, 0, 1 << 20);
-    // The PAYLOAD header check and the data itself.
+    // The stream's start and tail markers (first use only), the PAYLOAD header, the data.
     expect(p.reads).toEqual([
+      { offset: 0, length: 16 },
+      { offset: payload.size - 16, length: 16 },
       { offset: e!.payloadOffset!, length: 16 },
       { offset: e!.payloadOffset! + 16, length: e!.size },
+    ]);
+    p.reset();
+    const other = await acc.lookupPath('/hello.txt');
+    await acc.read(other!, 0, 100);
+    expect(p.reads).toEqual([
+      { offset: other!.payloadOffset!, length: 16 },
+      { offset: other!.payloadOffset! + 16, length: other!.size },
     ]);
   });
 
