@@ -15,6 +15,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createKeyConfig, serializeKeyConfigPretty } from '../crypto/key-config.js';
 import { CryptConfig } from '../crypto/crypt-config.js';
+import { childProcessEnv } from '../crypto/passphrase.js';
 import { UsageError } from '../errors.js';
 import { runBackup, type BackupResult } from './backup.js';
 import { writeAtomic } from './snapshot-writer.js';
@@ -81,7 +82,7 @@ export function createSampleTree(root: string): void {
 
 /** Makes `path` a small disk image: ext4 holding `contentDir` if possible, else a plain image. */
 export function makeDiskImage(path: string, contentDir: string): 'ext4' | 'plain' {
-  const r = spawnSync('mkfs.ext4', ['-q', '-F', '-L', 'pbsfs-demo', '-d', contentDir, path, '8M'], { stdio: 'ignore' });
+  const r = spawnSync('mkfs.ext4', ['-q', '-F', '-L', 'pbsfs-demo', '-d', contentDir, path, '8M'], { stdio: 'ignore', env: childProcessEnv() });
   if (r.status === 0 && existsSync(path)) return 'ext4';
   rmSync(path, { force: true });
   const img = Buffer.alloc(8 * 1024 * 1024);

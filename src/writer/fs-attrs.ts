@@ -13,6 +13,7 @@
  * Without getfattr the tree is archived without them (the caller warns).
  */
 import { spawnSync } from 'node:child_process';
+import { childProcessEnv } from '../crypto/passphrase.js';
 import { ACL_NO_MASK } from '../pxar/format.js';
 import type { PxarAcl, PxarAclGroup, PxarAclUser, PxarXattr } from './pxar-encoder.js';
 
@@ -35,7 +36,7 @@ let toolChecked: boolean | undefined;
 /** Whether `getfattr` can be run. */
 export function haveGetfattr(): boolean {
   if (toolChecked === undefined) {
-    const r = spawnSync('getfattr', ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const r = spawnSync('getfattr', ['--version'], { stdio: ['ignore', 'pipe', 'ignore'], env: childProcessEnv() });
     toolChecked = r.status === 0;
   }
   return toolChecked;
@@ -61,6 +62,7 @@ export function readTreeAttrs(root: string, onWarning?: (msg: string) => void, t
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
     maxBuffer: 1024 * 1024 * 1024,
+    env: childProcessEnv(),
   });
   if (r.error !== undefined) {
     onWarning?.(`getfattr failed (${r.error.message}); archiving without xattrs and ACLs`);
@@ -180,14 +182,18 @@ export function aclFromXattrs(access: Buffer | undefined, dflt: Buffer | undefin
   return any ? acl : undefined;
 }
 
-let pythonChecked: boolean | undefined;
+/** The python3 interpreter's real path ('' when unusable), found once (a pyenv shim is slow). */
+let python: string | undefined;
 
 export function havePython(): boolean {
-  if (pythonChecked === undefined) {
-    const r = spawnSync('python3', ['-c', 'import os, fcntl; os.listxattr'], { stdio: 'ignore' });
-    pythonChecked = r.status === 0;
+  if (python === undefined) {
+    const r = spawnSync('python3', ['-c', 'import os, sys, fcntl; os.listxattr; print(sys.executable)'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+      env: childProcessEnv(),
+    });
+    python = r.status === 0 ? r.stdout.toString().trim() : '';
   }
-  return pythonChecked;
+  return python !== '';
 }
 
 /**
@@ -272,7 +278,11 @@ export function pxarFlagsFromChattr(fsFlags: number): number {
 }
 
 function readWithPython(root: string, onWarning?: (msg: string) => void): Map<string, FileAttrs> | undefined {
-  const r = spawnSync('python3', ['-I', '-S', '-c', PY_SCRIPT, root], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1024 * 1024 * 1024 });
+  const r = spawnSync(python!, ['-I', '-S', '-c', PY_SCRIPT, root], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer: 1024 * 1024 * 1024,
+    env: childProcessEnv(),
+  });
   if (r.error !== undefined || r.status !== 0) {
     onWarning?.(`reading xattrs with python3 failed (${r.error?.message ?? r.stderr?.toString().trim().split('\n').pop() ?? 'exit ' + r.status})`);
     return undefined;

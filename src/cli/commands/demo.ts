@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { PxarSequentialDecoder } from '../../pxar/sequential.js';
 import { loadKeyFile } from '../../crypto/key-config.js';
+import { childProcessEnv } from '../../crypto/passphrase.js';
 import { Snapshot } from '../../snapshot/snapshot.js';
 import { Datastore } from '../../store/datastore.js';
 import { parseSnapshotRef } from '../../store/backup-ref.js';
@@ -102,7 +103,8 @@ async function mountAndShow(program: Command, demo: DemoInfo, out: (s: string) =
     return false;
   }
   const mp = mkdtempSync(join(tmpdir(), 'pbsfs-demo-mnt-'));
-  const env = { ...process.env, PBS_ENCRYPTION_PASSWORD: demo.passphrase };
+  // the mount child needs the (public) demo passphrase; nothing else of ours
+  const env = { ...childProcessEnv(), PBS_ENCRYPTION_PASSWORD: demo.passphrase };
   let child: ChildProcess | undefined;
   let stderr = '';
   try {
@@ -131,15 +133,15 @@ async function mountAndShow(program: Command, demo: DemoInfo, out: (s: string) =
       out(`\n$ cat ${sample}`);
       out(readFileSync(sample, 'utf8').trimEnd());
     }
-    const stats = spawnSync('getfattr', ['--only-values', '-n', 'user.pbsfs.stats', mp], { encoding: 'utf8' });
+    const stats = spawnSync('getfattr', ['--only-values', '-n', 'user.pbsfs.stats', mp], { encoding: 'utf8', env: childProcessEnv() });
     out('\nmount statistics:');
     if (stats.status === 0 && stats.stdout.trim() !== '') out(stats.stdout.trim());
     else out(statsFromWalk(mp));
     // unmount: the CLI's own umount when it has one, else the FUSE helper
     const um = program.commands.some((c) => c.name() === 'umount')
-      ? spawnSync(process.execPath, [...cliArgs(), 'umount', mp], { stdio: 'ignore' })
-      : spawnSync('fusermount', ['-u', mp], { stdio: 'ignore' });
-    if (um.status !== 0 && isMounted(mp)) spawnSync('umount', [mp], { stdio: 'ignore' });
+      ? spawnSync(process.execPath, [...cliArgs(), 'umount', mp], { stdio: 'ignore', env: childProcessEnv() })
+      : spawnSync('fusermount', ['-u', mp], { stdio: 'ignore', env: childProcessEnv() });
+    if (um.status !== 0 && isMounted(mp)) spawnSync('umount', [mp], { stdio: 'ignore', env: childProcessEnv() });
     const code = await Promise.race([exited, sleep(10_000).then(() => 'timeout' as const)]);
     if (code === 'timeout') child.kill('SIGTERM');
     out(`\nunmounted ${mp}`);
