@@ -1,0 +1,229 @@
+/**
+ * FUSE adapter: kernel requests in, VfsCore calls, replies out. Nothing here knows about
+ * archives; it decodes request bodies, calls the core and maps errors to errno.
+ *
+ * Policy for a read-only backup:
+ * - every write-type request answers EROFS (the mount is also `ro`, so most never arrive);
+ * - entries and attributes are valid for a day (backup data never changes), negative lookups
+ *   are cached too, and opened files and directories keep the kernel page/dir cache
+ *   (FOPEN_KEEP_CACHE, FOPEN_CACHE_DIR), so a second `find` or `cat` never reaches us;
+ * - READDIRPLUS returns attributes with the names (no LOOKUP storm on `ls -l` / `find`);
+ * - names are raw bytes both ways, so non-UTF-8 names appear exactly as archived; no escaping.
+ */
+import { PbsfsError } from '../errors.js';
+import { VfsCore, errnoOf, type DirListEntry } from '../vfs/core.js';
+import type { VfsStat } from '../vfs/types.js';
+import {
+  direntSize,
+  encodeAttrOut,
+  encodeDirent,
+  encodeEntryOut,
+  encodeOpenOut,
+  encodeStatfs,
+  encodeXattrSize,
+  ENTRY_OUT_SIZE,
+  Errno,
+  errnoNumber,
+  FOPEN_CACHE_DIR,
+  FOPEN_KEEP_CACHE,
+  FUSE_KERNEL_MINOR,
+  FUSE_KERNEL_VERSION,
+  InitFlag,
+  Op,
+  WRITE_OPS,
+  type InHeader,
+  type KernelAttr,
+} from './protocol.js';
+import { MAX_WRITE, type FuseReply } from './session.js';
+
+/** Validity of entries and attributes handed to the kernel, in seconds. */
+export const CACHE_TTL_SECONDS = 86400;
+/** Largest READ we ask the kernel for: 256 pages = 1 MiB. */
+export const MAX_PAGES = 256;
+
+export interface AdapterOptions {
+  /** Called with an error line when an unexpected exception escapes the core. */
+  log?: (line: string) => void;
+  /** Called once INIT has been answered (the mount answers requests from then on). */
+  onInit?: () => void;
+  /** Called on DESTROY. */
+  onDestroy?: () => void;
+}
+
+function toKernel(st: VfsStat): KernelAttr {
+  return st;
+}
+
+function cstring(body: Buffer, from = 0): Buffer {
+  const nul = body.indexOf(0, from);
+  return body.subarray(from, nul < 0 ? body.length : nul);
+}
+
+const O_ACCMODE = 3;
+const O_TRUNC = 0o1000;
+
+export class FuseAdapter {
+  /** Protocol minor agreed with the kernel (0 before INIT). */
+  minor = 0;
+  private plusAllowed = false;
+
+  constructor(
+    private readonly core: VfsCore,
+    private readonly opts: AdapterOptions = {},
+  ) {}
+
+  /** The session's dispatcher. */
+  readonly dispatch = async (h: InHeader, body: Buffer): Promise<FuseReply> => {
+    try {
+      return await this.handle(h, body);
+    } catch (e) {
+      const name = errnoOf(e);
+      if (!(e instanceof PbsfsError) && (e as NodeJS.ErrnoException | undefined)?.code === undefined) {
+        this.opts.log?.(`pbsfs: internal error in request ${h.opcode}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      return -errnoNumber(name);
+    }
+  };
+
+  private async handle(h: InHeader, body: Buffer): Promise<FuseReply> {
+    const core = this.core;
+    if (WRITE_OPS.has(h.opcode)) return -Errno.EROFS;
+    switch (h.opcode) {
+      case Op.INIT:
+        return this.init(body);
+      case Op.LOOKUP: {
+        const r = await core.lookup(h.nodeid, cstring(body));
+        const out = Buffer.alloc(ENTRY_OUT_SIZE);
+        if (r === undefined) {
+          // A negative entry the kernel may cache: the name will not appear later.
+          encodeEntryOut(out, 0, 0, CACHE_TTL_SECONDS, undefined);
+          return out;
+        }
+        encodeEntryOut(out, 0, r.nodeid, CACHE_TTL_SECONDS, toKernel(r.attr));
+        return out;
+      }
+      case Op.FORGET:
+        core.forget(h.nodeid, Number(body.readBigUInt64LE(0)));
+        return null;
+      case Op.BATCH_FORGET: {
+        const count = body.readUInt32LE(0);
+        for (let i = 0; i < count && 8 + i * 16 + 16 <= body.length; i++) {
+          const off = 8 + i * 16;
+          core.forget(Number(body.readBigUInt64LE(off)), Number(body.readBigUInt64LE(off + 8)));
+        }
+        return null;
+      }
+      case Op.GETATTR:
+        return encodeAttrOut(CACHE_TTL_SECONDS, toKernel(await core.getattr(h.nodeid)));
+      case Op.READLINK:
+        return core.readlink(h.nodeid);
+      case Op.OPEN: {
+        const flags = body.readUInt32LE(0);
+        if ((flags & O_ACCMODE) !== 0 || (flags & O_TRUNC) !== 0) return -Errno.EROFS;
+        const fh = await core.open(h.nodeid);
+        return encodeOpenOut(fh, FOPEN_KEEP_CACHE);
+      }
+      case Op.READ: {
+        const fh = Number(body.readBigUInt64LE(0));
+        const offset = Number(body.readBigUInt64LE(8));
+        const size = body.readUInt32LE(16);
+        return core.read(fh, offset, size);
+      }
+      case Op.RELEASE:
+        await core.release(Number(body.readBigUInt64LE(0)));
+        return Buffer.alloc(0);
+      case Op.OPENDIR: {
+        const dh = await core.opendir(h.nodeid);
+        return encodeOpenOut(dh, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR);
+      }
+      case Op.READDIR:
+      case Op.READDIRPLUS:
+        return this.readdir(body, h.opcode === Op.READDIRPLUS);
+      case Op.RELEASEDIR:
+        core.releasedir(Number(body.readBigUInt64LE(0)));
+        return Buffer.alloc(0);
+      case Op.GETXATTR: {
+        const size = body.readUInt32LE(0);
+        const value = await core.getxattr(h.nodeid, cstring(body, 8));
+        if (value === undefined) return -Errno.ENODATA;
+        if (size === 0) return encodeXattrSize(value.length);
+        if (value.length > size) return -Errno.ERANGE;
+        return value;
+      }
+      case Op.LISTXATTR: {
+        const size = body.readUInt32LE(0);
+        const names = await core.listxattr(h.nodeid);
+        const list = Buffer.concat(names.flatMap((n) => [n, Buffer.from([0])]));
+        if (size === 0) return encodeXattrSize(list.length);
+        if (list.length > size) return -Errno.ERANGE;
+        return list;
+      }
+      case Op.STATFS:
+        return encodeStatfs({ blocks: 0, files: this.core.counters.inodes, bsize: 4096, namelen: 255 });
+      case Op.FLUSH:
+      case Op.FSYNC:
+      case Op.FSYNCDIR:
+        return Buffer.alloc(0);
+      case Op.INTERRUPT:
+        // Requests finish quickly on their own; the kernel copes with a late reply.
+        return null;
+      case Op.DESTROY:
+        this.opts.onDestroy?.();
+        return Buffer.alloc(0);
+      default:
+        // ACCESS (default_permissions does the checks), locks, ioctl, poll, lseek, bmap...
+        return -Errno.ENOSYS;
+    }
+  }
+
+  private init(body: Buffer): Buffer | number {
+    const major = body.readUInt32LE(0);
+    const minor = body.readUInt32LE(4);
+    const maxReadahead = body.readUInt32LE(8);
+    const kernelFlags = body.readUInt32LE(12);
+    if (major !== FUSE_KERNEL_VERSION) return -Errno.EPROTO;
+    this.minor = Math.min(minor, FUSE_KERNEL_MINOR);
+    const wanted =
+      InitFlag.ASYNC_READ | InitFlag.DO_READDIRPLUS | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS;
+    const flags = kernelFlags & wanted;
+    this.plusAllowed = (flags & InitFlag.DO_READDIRPLUS) !== 0;
+    const out = Buffer.alloc(64);
+    out.writeUInt32LE(FUSE_KERNEL_VERSION, 0);
+    out.writeUInt32LE(this.minor, 4);
+    out.writeUInt32LE(maxReadahead, 8);
+    out.writeUInt32LE(flags, 12);
+    out.writeUInt16LE(64, 16); // max_background: concurrent async reads the kernel may queue
+    out.writeUInt16LE(48, 18); // congestion_threshold
+    out.writeUInt32LE(MAX_WRITE, 20);
+    out.writeUInt32LE(1, 24); // time_gran: timestamps are exact to the nanosecond
+    out.writeUInt16LE(MAX_PAGES, 28);
+    queueMicrotask(() => this.opts.onInit?.());
+    return out;
+  }
+
+  private async readdir(body: Buffer, plus: boolean): Promise<Buffer> {
+    const dh = Number(body.readBigUInt64LE(0));
+    const offset = Number(body.readBigUInt64LE(8));
+    const size = body.readUInt32LE(16);
+    const withAttrs = plus && this.plusAllowed;
+    let used = 0;
+    const entries: DirListEntry[] = await this.core.readdir(dh, offset, withAttrs, (name) => {
+      const need = direntSize(name.length, withAttrs);
+      if (used + need > size) return false;
+      used += need;
+      return true;
+    });
+    const out = Buffer.alloc(used);
+    let off = 0;
+    let pos = offset;
+    for (const e of entries) {
+      pos++;
+      if (withAttrs) {
+        encodeEntryOut(out, off, e.nodeid, CACHE_TTL_SECONDS, e.nodeid === 0 ? undefined : toKernel(e.attr));
+        off += ENTRY_OUT_SIZE;
+      }
+      off = encodeDirent(out, off, e.attr.ino, pos, e.attr.mode, e.name);
+    }
+    return out;
+  }
+}

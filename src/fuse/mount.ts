@@ -1,0 +1,84 @@
+/**
+ * Mounting a VfsCore: checks the mount point, opens /dev/fuse, starts the session, attaches it
+ * with mount(8) and waits until the kernel's INIT has been answered (from then on the mount
+ * answers requests). `unmount()` detaches it; `done` settles when the kernel ends the session.
+ */
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { IoError, NotFoundError, UsageError } from '../errors.js';
+import { closeFuseDevice, findMount, kernelMount, kernelUnmount, openFuseDevice, FuseSetupError } from '../../native-shims/fuse.js';
+import type { VfsCore } from '../vfs/core.js';
+import { FuseAdapter } from './adapter.js';
+import { FuseSession } from './session.js';
+
+export interface MountOptions {
+  allowOther?: boolean;
+  /** Shown as the source in /proc/mounts. */
+  source?: string;
+  log?: (line: string) => void;
+}
+
+export interface MountedFs {
+  readonly mountpoint: string;
+  /** Settles when the filesystem is unmounted (by anyone). */
+  readonly done: Promise<void>;
+  /** fusermount -u; with `lazy`, detaches even while files are open. */
+  unmount(lazy?: boolean): Promise<'unmounted' | 'busy' | 'not-mounted' | 'failed'>;
+}
+
+/** Throws a clear error unless `mountpoint` is an existing directory that is not a mount. */
+export function checkMountpoint(mountpoint: string): string {
+  const abs = resolve(mountpoint);
+  let st;
+  try {
+    st = statSync(abs);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new NotFoundError('mount point does not exist', { file: abs });
+    if (code === 'ENOTCONN') {
+      throw new IoError('mount point is a stale FUSE mount (its process died); run: pbsfs umount ' + abs, { file: abs });
+    }
+    throw new IoError(`cannot use mount point: ${code ?? String(e)}`, { file: abs });
+  }
+  if (!st.isDirectory()) throw new UsageError('mount point is not a directory', { file: abs });
+  const m = findMount(abs);
+  if (m !== undefined) throw new UsageError(`mount point is already a mount (${m.fstype} from ${m.source})`, { file: abs });
+  return abs;
+}
+
+export async function mountCore(core: VfsCore, mountpoint: string, o: MountOptions = {}): Promise<MountedFs> {
+  const abs = checkMountpoint(mountpoint);
+  let fd: number;
+  try {
+    fd = openFuseDevice();
+  } catch (e) {
+    throw new IoError(e instanceof FuseSetupError ? e.message : String(e), { file: '/dev/fuse' });
+  }
+  let initDone!: () => void;
+  const initialised = new Promise<void>((r) => (initDone = r));
+  const adapter = new FuseAdapter(core, { onInit: () => initDone(), ...(o.log ? { log: o.log } : {}) });
+  const session = new FuseSession(fd, adapter.dispatch, (e) => o.log?.(`pbsfs: /dev/fuse: ${e.message}`));
+  session.start();
+  try {
+    await kernelMount(fd, abs, {
+      source: o.source ?? 'pbsfs',
+      allowOther: o.allowOther ?? false,
+      userId: process.getuid?.() ?? 0,
+      groupId: process.getgid?.() ?? 0,
+    });
+  } catch (e) {
+    session.abort();
+    closeFuseDevice(fd);
+    throw new IoError(e instanceof Error ? e.message : String(e), { file: abs });
+  }
+  await initialised;
+  const done = session.done.then(() => closeFuseDevice(fd));
+  return {
+    mountpoint: abs,
+    done,
+    async unmount(lazy = false) {
+      const r = await kernelUnmount(abs, lazy);
+      return r.result;
+    },
+  };
+}

@@ -1,0 +1,493 @@
+/**
+ * The FUSE-free filesystem core: one object that answers everything a filesystem is asked
+ * (lookup, getattr, readdir with attributes, readlink, xattrs, open/read/release), over a tree
+ * of VfsNodes. The FUSE adapter is a thin translation of kernel requests to these calls; the CLI
+ * uses the path API (`resolve`).
+ *
+ * Inode numbers. The kernel addresses nodes by a 64-bit node id that we hand out on lookup and
+ * that stays valid until the kernel forgets it. A node's identity is (inode domain, st_ino):
+ * every archive tree is one domain (registerInodeDomain), so two names of one hardlinked file
+ * get the same node id; made-up nodes (snapshot and datastore directories, images, blobs) are
+ * their own identity. When the whole mount is one archive, st_ino is the archive's own stable,
+ * offset-derived number; when several archives share a mount, st_ino is the node id, which is
+ * unique across them (so `du`/`cp -a` never mistake two archives' files for hardlinks).
+ *
+ * Reads. Each open file keeps its own state: a read that starts where the previous one ended
+ * counts as sequential, and after two of those the next `readahead` chunks are fetched in the
+ * background (through the chunk reader's single-flight LRU). Random reads never prefetch.
+ *
+ * Errors are PbsfsErrors mapped to errno names (PbsfsError.errno). A failed read logs one line
+ * naming the file and the reason (the chunk digest is in the data layer's message) and answers
+ * EIO for that read only.
+ */
+import { LRUCache } from 'lru-cache';
+import { IoError, NotFoundError, PbsfsError, UsageError } from '../errors.js';
+import type { VfsDirEntry, VfsFileHandle, VfsNode, VfsStat } from './types.js';
+import { isPrefetching } from './virtual-nodes.js';
+
+/** A filesystem error with its errno name, for the adapter. */
+export class VfsError extends PbsfsError {
+  constructor(
+    readonly code: string,
+    problem: string,
+    file?: string,
+  ) {
+    super('io', problem, file !== undefined ? { file } : {});
+  }
+  override get errno(): string {
+    return this.code;
+  }
+}
+
+/** The errno name an error answers with. */
+export function errnoOf(e: unknown): string {
+  if (e instanceof PbsfsError) return e.errno;
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+  return 'EIO';
+}
+
+const domainRoots = new WeakMap<VfsNode, number>();
+let nextDomain = 1;
+
+/**
+ * Declares `root` the root of an archive tree: inode numbers below it are compared only with
+ * each other (hardlinks share one). Returns the node for chaining.
+ */
+export function registerInodeDomain<T extends VfsNode>(root: T): T {
+  if (!domainRoots.has(root)) domainRoots.set(root, nextDomain++);
+  return root;
+}
+
+const virtualIds = new WeakMap<VfsNode, number>();
+let nextVirtualId = 1;
+function virtualKey(node: VfsNode): string {
+  let id = virtualIds.get(node);
+  if (id === undefined) {
+    id = nextVirtualId++;
+    virtualIds.set(node, id);
+  }
+  return `v${id}`;
+}
+
+export interface VfsCoreOptions {
+  /** Present every node as owned by this uid / gid. */
+  uid?: number;
+  gid?: number;
+  /** Chunks to prefetch ahead of a sequential reader; 0 turns prefetch off. Default 4. */
+  readahead?: number;
+  /** Step between prefetch probes for handles that cannot prefetch themselves. Default 1 MiB. */
+  prefetchStep?: number;
+  /** Assumed chunk size for the prefetch window. Default 4 MiB. */
+  chunkSizeHint?: number;
+  /** Counters of the data layer, shown in the `user.pbsfs.stats` xattr of the root. */
+  stats?: () => object;
+  /** Where read errors are reported (one line each). Default: stderr. */
+  log?: (line: string) => void;
+  /** Entries kept by the path-resolution cache. Default 4096. */
+  pathCacheSize?: number;
+}
+
+export const STATS_XATTR = 'user.pbsfs.stats';
+
+interface InodeEntry {
+  nodeid: number;
+  node: VfsNode;
+  /** Domain id; 0 = made-up node keyed by identity. */
+  domain: number;
+  key: string;
+  lookups: number;
+  parent: number;
+  /** Display path for messages. */
+  path: string;
+  attr: VfsStat | undefined;
+}
+
+interface FileState {
+  handle: VfsFileHandle;
+  nodeid: number;
+  path: string;
+  size: number;
+  expectedOffset: number;
+  sequentialRun: number;
+  prefetchedUntil: number;
+}
+
+interface DirState {
+  nodeid: number;
+  entries: Promise<VfsDirEntry[]> | undefined;
+}
+
+export interface ResolvedEntry {
+  nodeid: number;
+  attr: VfsStat;
+}
+
+export interface DirListEntry {
+  name: Buffer;
+  /** Node id with one lookup reference taken (READDIRPLUS), or 0 for "." and "..". */
+  nodeid: number;
+  attr: VfsStat;
+}
+
+export interface VfsCounters {
+  lookups: number;
+  opens: number;
+  reads: number;
+  bytesRead: number;
+  readErrors: number;
+  prefetches: number;
+  openFiles: number;
+  inodes: number;
+}
+
+export const ROOT_ID = 1;
+
+export class VfsCore {
+  private readonly inodes = new Map<number, InodeEntry>();
+  private readonly byKey = new Map<string, number>();
+  private nextNodeId = ROOT_ID + 1;
+  private readonly files = new Map<number, FileState>();
+  private readonly dirs = new Map<number, DirState>();
+  private nextHandle = 1;
+  private readonly pathCache: LRUCache<string, VfsNode>;
+  private readonly loggedErrors = new Set<string>();
+  private readonly singleDomain: boolean;
+  readonly counters: VfsCounters = { lookups: 0, opens: 0, reads: 0, bytesRead: 0, readErrors: 0, prefetches: 0, openFiles: 0, inodes: 1 };
+  private readonly readahead: number;
+  private readonly prefetchStep: number;
+  private readonly chunkSizeHint: number;
+  private readonly log: (line: string) => void;
+
+  constructor(
+    readonly root: VfsNode,
+    private readonly opts: VfsCoreOptions = {},
+  ) {
+    if (root.kind !== 'directory') throw new UsageError('the root of a mount must be a directory');
+    const domain = domainRoots.get(root) ?? 0;
+    this.singleDomain = domain !== 0;
+    this.inodes.set(ROOT_ID, {
+      nodeid: ROOT_ID,
+      node: root,
+      domain,
+      key: 'root',
+      lookups: 1,
+      parent: ROOT_ID,
+      path: '/',
+      attr: undefined,
+    });
+    this.readahead = Math.max(0, opts.readahead ?? 4);
+    this.prefetchStep = opts.prefetchStep ?? 1024 * 1024;
+    this.chunkSizeHint = opts.chunkSizeHint ?? 4 * 1024 * 1024;
+    this.log = opts.log ?? ((line) => process.stderr.write(line + '\n'));
+    this.pathCache = new LRUCache({ max: opts.pathCacheSize ?? 4096 });
+  }
+
+  // ---- attributes -------------------------------------------------------------------------
+
+  private inode(nodeid: number): InodeEntry {
+    const e = this.inodes.get(nodeid);
+    if (e === undefined) throw new VfsError('ENOENT', `unknown node id ${nodeid}`);
+    return e;
+  }
+
+  /** The attributes the kernel sees: overrides applied, st_ino as described above. */
+  private present(st: VfsStat, nodeid: number): VfsStat {
+    return {
+      ...st,
+      ino: this.singleDomain ? st.ino : nodeid,
+      uid: this.opts.uid ?? st.uid,
+      gid: this.opts.gid ?? st.gid,
+    };
+  }
+
+  private async attrOf(e: InodeEntry): Promise<VfsStat> {
+    if (e.attr === undefined) e.attr = this.present(await e.node.stat(), e.nodeid);
+    return e.attr;
+  }
+
+  async getattr(nodeid: number): Promise<VfsStat> {
+    return this.attrOf(this.inode(nodeid));
+  }
+
+  /** Registers `child` (found under `parent` as `name`) and takes one lookup reference. */
+  private async enter(parent: InodeEntry, name: Buffer, child: VfsNode): Promise<ResolvedEntry> {
+    const st = await child.stat();
+    // A child is in its parent's domain unless it roots a domain of its own. Made-up nodes
+    // (domain 0) are identified by object; archive nodes by (domain, ino).
+    const domain = domainRoots.get(child) ?? parent.domain;
+    const key = domain === 0 ? virtualKey(child) : `${domain}:${st.ino}`;
+    let nodeid = this.byKey.get(key);
+    let e = nodeid !== undefined ? this.inodes.get(nodeid) : undefined;
+    if (e === undefined) {
+      nodeid = this.nextNodeId++;
+      const path = parent.path === '/' ? `/${name.toString()}` : `${parent.path}/${name.toString()}`;
+      e = { nodeid, node: child, domain, key, lookups: 0, parent: parent.nodeid, path, attr: undefined };
+      e.attr = this.present(st, nodeid);
+      this.inodes.set(nodeid, e);
+      this.byKey.set(key, nodeid);
+      this.counters.inodes++;
+    }
+    e.lookups++;
+    return { nodeid: e.nodeid, attr: e.attr ?? (await this.attrOf(e)) };
+  }
+
+  private async childOf(dir: VfsNode, name: Buffer): Promise<VfsNode | undefined> {
+    if (dir.kind !== 'directory') throw new VfsError('ENOTDIR', 'not a directory');
+    if (dir.lookup) return dir.lookup(name);
+    const list = (await dir.readdir?.()) ?? [];
+    return list.find((c) => c.name.equals(name))?.node;
+  }
+
+  /** LOOKUP: the child's node id and attributes (one reference taken), or undefined. */
+  async lookup(parentId: number, name: Buffer): Promise<ResolvedEntry | undefined> {
+    this.counters.lookups++;
+    const parent = this.inode(parentId);
+    const child = await this.childOf(parent.node, name);
+    if (child === undefined) return undefined;
+    return this.enter(parent, name, child);
+  }
+
+  /** FORGET: the kernel dropped `n` references. */
+  forget(nodeid: number, n: number): void {
+    if (nodeid === ROOT_ID) return;
+    const e = this.inodes.get(nodeid);
+    if (e === undefined) return;
+    e.lookups -= n;
+    if (e.lookups <= 0) {
+      this.inodes.delete(nodeid);
+      if (this.byKey.get(e.key) === nodeid) this.byKey.delete(e.key);
+      this.counters.inodes--;
+    }
+  }
+
+  async readlink(nodeid: number): Promise<Buffer> {
+    const e = this.inode(nodeid);
+    if (e.node.kind !== 'symlink' || !e.node.readlink) throw new VfsError('EINVAL', 'not a symbolic link', e.path);
+    return e.node.readlink();
+  }
+
+  // ---- xattrs -----------------------------------------------------------------------------
+
+  async listxattr(nodeid: number): Promise<Buffer[]> {
+    return this.inode(nodeid).node.listxattr();
+  }
+
+  async getxattr(nodeid: number, name: Buffer): Promise<Buffer | undefined> {
+    if (nodeid === ROOT_ID && name.toString() === STATS_XATTR) return Buffer.from(JSON.stringify(this.statsSnapshot()));
+    return this.inode(nodeid).node.getxattr(name);
+  }
+
+  /** Counters of the data layer and of the core, as shown by `user.pbsfs.stats`. */
+  statsSnapshot(): Record<string, unknown> {
+    return { ...(this.opts.stats?.() ?? {}), vfs: { ...this.counters, openFiles: this.files.size } };
+  }
+
+  // ---- directories ------------------------------------------------------------------------
+
+  async opendir(nodeid: number): Promise<number> {
+    const e = this.inode(nodeid);
+    if (e.node.kind !== 'directory') throw new VfsError('ENOTDIR', 'not a directory', e.path);
+    const dh = this.nextHandle++;
+    this.dirs.set(dh, { nodeid, entries: undefined });
+    return dh;
+  }
+
+  releasedir(dh: number): void {
+    this.dirs.delete(dh);
+  }
+
+  /** Number of entries a directory handle lists, "." and ".." included. */
+  private async dirEntries(dh: number): Promise<{ dir: InodeEntry; list: VfsDirEntry[] }> {
+    const d = this.dirs.get(dh);
+    if (d === undefined) throw new VfsError('EBADF', `unknown directory handle ${dh}`);
+    const dir = this.inode(d.nodeid);
+    if (d.entries === undefined) d.entries = dir.node.readdir ? dir.node.readdir() : Promise.resolve([]);
+    try {
+      return { dir, list: await d.entries };
+    } catch (e) {
+      d.entries = undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * READDIR / READDIRPLUS: entries from position `offset` ("." is 0, ".." is 1, children follow),
+   * as many as `fits(name)` accepts. With `plus`, each child gets a lookup reference (the kernel
+   * counts one per returned entry).
+   */
+  async readdir(dh: number, offset: number, plus: boolean, fits: (name: Buffer) => boolean): Promise<DirListEntry[]> {
+    const { dir, list } = await this.dirEntries(dh);
+    const out: DirListEntry[] = [];
+    const total = list.length + 2;
+    const picked: { pos: number; name: Buffer; node: VfsNode | undefined }[] = [];
+    for (let pos = offset; pos < total; pos++) {
+      const name = pos === 0 ? Buffer.from('.') : pos === 1 ? Buffer.from('..') : list[pos - 2]!.name;
+      if (!fits(name)) break;
+      picked.push({ pos, name, node: pos < 2 ? undefined : list[pos - 2]!.node });
+    }
+    const selfAttr = await this.attrOf(dir);
+    const parentEntry = this.inodes.get(dir.parent) ?? dir;
+    const parentAttr = await this.attrOf(parentEntry);
+    // Stat children concurrently (archive nodes may need I/O), then take references in order.
+    const resolved = await Promise.all(
+      picked.map(async (p) => {
+        if (p.node === undefined) return undefined;
+        if (plus) return this.enter(dir, p.name, p.node);
+        const st = await p.node.stat();
+        return { nodeid: 0, attr: this.present(st, 0) };
+      }),
+    );
+    picked.forEach((p, i) => {
+      if (p.pos === 0) out.push({ name: p.name, nodeid: 0, attr: selfAttr });
+      else if (p.pos === 1) out.push({ name: p.name, nodeid: 0, attr: parentAttr });
+      else {
+        const r = resolved[i]!;
+        // Plain readdir needs a nonzero d_ino even in multi-archive mounts.
+        const attr = r.attr.ino === 0 ? { ...r.attr, ino: 0x7fffffff } : r.attr;
+        out.push({ name: p.name, nodeid: r.nodeid, attr });
+      }
+    });
+    return out;
+  }
+
+  // ---- files ------------------------------------------------------------------------------
+
+  async open(nodeid: number): Promise<number> {
+    const e = this.inode(nodeid);
+    if (e.node.kind === 'directory') throw new VfsError('EISDIR', 'is a directory', e.path);
+    if (!e.node.open) throw new VfsError('EINVAL', 'not a regular file', e.path);
+    const attr = await this.attrOf(e);
+    const handle = await e.node.open();
+    const fh = this.nextHandle++;
+    this.files.set(fh, {
+      handle,
+      nodeid,
+      path: e.path,
+      size: attr.size,
+      expectedOffset: 0,
+      sequentialRun: 0,
+      prefetchedUntil: 0,
+    });
+    this.counters.opens++;
+    this.counters.openFiles = this.files.size;
+    return fh;
+  }
+
+  async read(fh: number, offset: number, length: number): Promise<Buffer> {
+    const f = this.files.get(fh);
+    if (f === undefined) throw new VfsError('EBADF', `unknown file handle ${fh}`);
+    this.counters.reads++;
+    if (offset === f.expectedOffset) f.sequentialRun++;
+    else f.sequentialRun = 0;
+    f.expectedOffset = offset + length;
+    const p = f.handle.read(offset, length);
+    if (f.sequentialRun >= 2 && this.readahead > 0) this.prefetch(f, offset + length);
+    try {
+      const data = await p;
+      this.counters.bytesRead += data.length;
+      return data;
+    } catch (e) {
+      this.counters.readErrors++;
+      this.reportReadError(f.path, offset, length, e);
+      throw e;
+    }
+  }
+
+  private prefetch(f: FileState, from: number): void {
+    const until = Math.min(f.size, from + this.readahead * this.chunkSizeHint);
+    const start = Math.max(from, f.prefetchedUntil);
+    if (start >= until) return;
+    f.prefetchedUntil = until;
+    this.counters.prefetches++;
+    const h = f.handle;
+    if (isPrefetching(h)) {
+      h.prefetch(start, until - start);
+      return;
+    }
+    // Touch one byte per step: each probe pulls its whole chunk into the cache; probes that land
+    // in a chunk already cached or in flight cost nothing.
+    for (let o = start; o < until; o += this.prefetchStep) h.read(o, 1).catch(() => undefined);
+  }
+
+  private reportReadError(path: string, offset: number, length: number, e: unknown): void {
+    const reason = e instanceof Error ? e.message : String(e);
+    const key = `${path}\0${reason}`;
+    if (this.loggedErrors.has(key)) return;
+    if (this.loggedErrors.size > 1000) this.loggedErrors.clear();
+    this.loggedErrors.add(key);
+    const what = e instanceof PbsfsError ? '' : 'internal error: ';
+    this.log(`pbsfs: read error in ${path} [${offset}..${offset + length}): ${what}${reason}`);
+  }
+
+  async release(fh: number): Promise<void> {
+    const f = this.files.get(fh);
+    if (f === undefined) return;
+    this.files.delete(fh);
+    this.counters.openFiles = this.files.size;
+    await f.handle.release();
+  }
+
+  get openFileCount(): number {
+    return this.files.size;
+  }
+
+  // ---- path API (CLI) ---------------------------------------------------------------------
+
+  /**
+   * The node at `path` ('/'-separated, relative to the root; symlinks are not followed).
+   * Throws NotFoundError / VfsError(ENOTDIR).
+   */
+  async resolve(path: string | Buffer): Promise<VfsNode> {
+    const raw = typeof path === 'string' ? Buffer.from(path) : path;
+    const parts: Buffer[] = [];
+    let start = 0;
+    for (let i = 0; i <= raw.length; i++) {
+      if (i === raw.length || raw[i] === 0x2f) {
+        if (i > start) {
+          const part = raw.subarray(start, i);
+          if (!(part.length === 1 && part[0] === 0x2e)) {
+            if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e) parts.pop();
+            else parts.push(part);
+          }
+        }
+        start = i + 1;
+      }
+    }
+    let node = this.root;
+    let walked = '';
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!;
+      const key = walked + '/' + part.toString('latin1');
+      const cached = this.pathCache.get(key);
+      if (cached !== undefined) {
+        node = cached;
+      } else {
+        if (node.kind !== 'directory') {
+          throw new VfsError('ENOTDIR', 'not a directory', Buffer.from(walked, 'latin1').toString() || '/');
+        }
+        const child = await this.childOf(node, part);
+        if (child === undefined) {
+          throw new NotFoundError('no such file or directory', { file: Buffer.from(key, 'latin1').toString() });
+        }
+        this.pathCache.set(key, child);
+        node = child;
+      }
+      walked = key;
+    }
+    return node;
+  }
+
+  /** Reads a whole file by path (small files; the CLI uses handles for large ones). */
+  async readFile(path: string | Buffer): Promise<Buffer> {
+    const node = await this.resolve(path);
+    if (!node.open) throw new IoError('not a regular file', { file: String(path) });
+    const st = await node.stat();
+    const h = await node.open();
+    try {
+      return await h.read(0, st.size);
+    } finally {
+      await h.release();
+    }
+  }
+}

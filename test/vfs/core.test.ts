@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import { ROOT_ID, STATS_XATTR, VfsCore, registerInodeDomain } from '../../src/vfs/core.js';
+import { LazyDir, ReadAtFile } from '../../src/vfs/virtual-nodes.js';
+import { BufferReadAt } from '../../src/io/read-at.js';
+import { coreDriver } from '../helpers/fs-driver.js';
+import { defineBehaviourSuite, memoryTree } from '../helpers/memory-suite.js';
+import { mem } from '../helpers/memory-tree.js';
+
+describe('VfsCore behaviour (direct)', () => {
+  const logs: string[] = [];
+  const t = memoryTree();
+  const core = new VfsCore(registerInodeDomain(t.root), { log: (l) => logs.push(l) });
+  defineBehaviourSuite(() => coreDriver(core));
+
+  it('logs one line per failing file and reason, naming the file', async () => {
+    const d = coreDriver(core);
+    await d.errnoOf(() => d.read(Buffer.from('corrupt.bin'), 0, 10));
+    await d.errnoOf(() => d.read(Buffer.from('corrupt.bin'), 0, 10));
+    const lines = logs.filter((l) => l.includes('/corrupt.bin'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/digest 00ff/);
+  });
+});
+
+describe('VfsCore', () => {
+  it('resolves paths (cached) and reads files by path', async () => {
+    const t = memoryTree();
+    const core = new VfsCore(t.root);
+    expect((await core.resolve('/dir/sub/link2')) === t.hardlink).toBe(true);
+    expect((await core.resolve('dir/./sub/../sub/link2')) === t.hardlink).toBe(true);
+    expect((await core.readFile('dir/link1')).toString()).toBe('shared content\n');
+    await expect(core.resolve('dir/nope')).rejects.toThrow(/dir\/nope: no such file/);
+    await expect(core.resolve('hello.txt/x')).rejects.toMatchObject({ errno: 'ENOTDIR' });
+  });
+
+  it('shows the stats xattr on the root only, and applies uid/gid overrides', async () => {
+    const t = memoryTree();
+    const core = new VfsCore(t.root, { uid: 12, gid: 34, stats: () => ({ chunksFetched: 7 }) });
+    const v = await core.getxattr(ROOT_ID, Buffer.from(STATS_XATTR));
+    const j = JSON.parse(v!.toString());
+    expect(j.chunksFetched).toBe(7);
+    expect(j.vfs.lookups).toBe(0);
+    expect(await core.listxattr(ROOT_ID)).toEqual([]);
+    const r = await core.lookup(ROOT_ID, Buffer.from('hello.txt'));
+    expect([r!.attr.uid, r!.attr.gid]).toEqual([12, 34]);
+  });
+
+  it('keeps node ids while referenced and drops them after forget', async () => {
+    const t = memoryTree();
+    const core = new VfsCore(t.root);
+    const a = await core.lookup(ROOT_ID, Buffer.from('hello.txt'));
+    const b = await core.lookup(ROOT_ID, Buffer.from('hello.txt'));
+    expect(a!.nodeid).toBe(b!.nodeid);
+    core.forget(a!.nodeid, 2);
+    await expect(core.getattr(a!.nodeid)).rejects.toMatchObject({ errno: 'ENOENT' });
+  });
+
+  it('uses node ids as st_ino when several archive domains share a mount', async () => {
+    // Two "archives" whose files have the same archive-local inode number.
+    const a = registerInodeDomain(mem({ children: [['f', mem({ data: Buffer.from('a'), ino: 5 })]] }));
+    const b = registerInodeDomain(mem({ children: [['f', mem({ data: Buffer.from('b'), ino: 5 })]] }));
+    const root = new LazyDir(async () => [
+      { name: Buffer.from('a'), node: a },
+      { name: Buffer.from('b'), node: b },
+    ]);
+    const core = new VfsCore(root);
+    const d = coreDriver(core);
+    const fa = await d.lstat(Buffer.from('a/f'));
+    const fb = await d.lstat(Buffer.from('b/f'));
+    expect(fa.ino).not.toBe(fb.ino);
+    expect((await d.read(Buffer.from('b/f'), 0, 9)).toString()).toBe('b');
+  });
+
+  it('prefetches ahead of sequential readers only', async () => {
+    const data = Buffer.alloc(64 * 1024 * 1024, 1);
+    const prefetches: [number, number][] = [];
+    const file = new ReadAtFile(() => new BufferReadAt('img', data), data.length, { mtimeSec: 0 }, 0o444, (_s, o, l) =>
+      prefetches.push([o, l]),
+    );
+    const core = new VfsCore(new LazyDir(async () => [{ name: Buffer.from('img'), node: file }]), { readahead: 2 });
+    const r = await core.lookup(ROOT_ID, Buffer.from('img'));
+    const fh = await core.open(r!.nodeid);
+    // Random reads: no prefetch.
+    for (const off of [5_000_000, 100, 40_000_000, 7]) await core.read(fh, off, 4096);
+    expect(prefetches).toEqual([]);
+    // Sequential reads: a window of 2 chunks (4 MiB hint) ahead, issued once per new range.
+    for (let off = 0; off < 4 * 131072; off += 131072) await core.read(fh, off, 131072);
+    expect(prefetches.length).toBeGreaterThan(0);
+    expect(prefetches[0]).toEqual([3 * 131072, 8 * 1024 * 1024]);
+    const end = prefetches.reduce((m, [o, l]) => Math.max(m, o + l), 0);
+    expect(end).toBeLessThanOrEqual(4 * 131072 + 8 * 1024 * 1024);
+    await core.release(fh);
+    expect(core.openFileCount).toBe(0);
+  });
+});
