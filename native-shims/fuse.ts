@@ -58,7 +58,9 @@ function run(cmd: string, args: string[], extraFd?: number): Promise<{ code: num
   return new Promise((resolvePromise) => {
     const stdio: (number | 'ignore' | 'pipe')[] = ['ignore', 'ignore', 'pipe'];
     if (extraFd !== undefined) stdio.push(extraFd);
-    const child = spawn(cmd, args, { stdio });
+    // Helpers never see passphrase variables (the mount process may hold one).
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^PBS_.*PASSWORD/.test(k)));
+    const child = spawn(cmd, args, { stdio, env });
     let stderr = '';
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (d: string) => (stderr += d));

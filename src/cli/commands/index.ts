@@ -13,6 +13,8 @@ import { register as registerBackup } from './backup.js';
 import { register as registerDemo } from './demo.js';
 import { register as registerLs } from './ls.js';
 import { register as registerRestore } from './restore.js';
+import { register as registerMount } from './mount.js';
+import { register as registerUmount } from './umount.js';
 
 export function registerCommands(program: Command): void {
   void program;
@@ -27,4 +29,6 @@ export function registerCommands(program: Command): void {
   registerDemo(program);
   registerLs(program);
   registerRestore(program);
+  registerMount(program);
+  registerUmount(program);
 }

@@ -1,0 +1,343 @@
+/**
+ * `pbsfs mount [SNAPSHOT [ARCHIVE]] MOUNTPOINT`: a read-only FUSE filesystem over a datastore.
+ *
+ *   MOUNTPOINT only             the whole datastore (or the --ns namespace) as a tree
+ *   SNAPSHOT MOUNTPOINT         one directory entry per archive of the snapshot
+ *   SNAPSHOT ARCHIVE MOUNTPOINT that archive: a pxar tree, or a directory with the one image/blob
+ *
+ * By default the command daemonizes: the parent checks the arguments and loads the key (asking
+ * for the passphrase on the terminal if needed), then starts a detached child of the same script
+ * with the internal --daemon-child flag. The plan, including the decrypted key or the master-key
+ * passphrase, travels over a pipe (the child's fd 3), never argv or a shared environment. The
+ * child mounts and reports over a second pipe (fd 4); the parent exits 0 only once the mount
+ * answers, or prints the child's error and exits non-zero. --foreground mounts in-process.
+ *
+ * SIGINT/SIGTERM unmount (lazily if files are still open: the tree then disappears once they are
+ * closed) and the process exits when the kernel ends the session; --stats prints the counters.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, writeSync, closeSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Option, type Command } from 'commander';
+import { ChunkReader } from '../../chunks/chunk-reader.js';
+import { CryptConfig } from '../../crypto/crypt-config.js';
+import { loadKeyFile } from '../../crypto/key-config.js';
+import { childProcessEnv, getPassphrase } from '../../crypto/passphrase.js';
+import { PbsfsError, UsageError, isPbsfsError } from '../../errors.js';
+import { checkMountpoint, mountCore } from '../../fuse/mount.js';
+import { Snapshot } from '../../snapshot/snapshot.js';
+import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
+import { Datastore } from '../../store/datastore.js';
+import { parseSize, formatBytes } from '../../util/bytes.js';
+import { VfsCore } from '../../vfs/core.js';
+import { datastoreTree } from '../../vfs/datastore-tree.js';
+import { archiveRoot, snapshotDir } from '../../vfs/snapshot-nodes.js';
+import type { VfsNode } from '../../vfs/types.js';
+import { action, globalOptions, requireRepository } from '../context.js';
+import { KeySource } from '../snapshot-args.js';
+
+// The mount process keeps one thread-pool thread blocked reading /dev/fuse and reads chunk files
+// through the pool too: give it room (only effective before the pool's first use).
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
+/** Everything the mounting process needs; sent to a daemon child over a pipe. */
+export interface MountPlan {
+  repository: string;
+  ns: string | undefined;
+  keyfile: string | undefined;
+  masterKeyfile: string | undefined;
+  snapshot: string | undefined;
+  archive: string | undefined;
+  mountpoint: string;
+  cacheBytes: number;
+  readahead: number;
+  allowOther: boolean;
+  uid: number | undefined;
+  gid: number | undefined;
+  stats: boolean;
+  debug: boolean;
+  /** The decrypted --keyfile key (hex). */
+  keyHex?: string;
+  /** Passphrase of the --master-keyfile PEM. */
+  masterPassphrase?: string;
+}
+
+interface MountCliOptions {
+  cacheSize: string;
+  readahead: string;
+  allowOther?: boolean;
+  uid?: string;
+  gid?: string;
+  foreground?: boolean;
+  stats?: boolean;
+  daemonChild?: boolean;
+}
+
+function parseId(v: string | undefined, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) > 0xffffffff) throw new UsageError(`${what} must be a number from 0 to 4294967295, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+/** The chunk readers of this mount, one per key (one cache bound for each). */
+class Readers {
+  private readonly byKey = new Map<string, ChunkReader>();
+  constructor(
+    private readonly ds: Datastore,
+    private readonly cacheBytes: number,
+  ) {}
+  get(crypt: CryptConfig | undefined): ChunkReader {
+    const k = crypt ? crypt.fingerprint.toString('hex') : 'none';
+    let r = this.byKey.get(k);
+    if (!r) {
+      r = new ChunkReader(this.ds.chunkStore, { ...(crypt ? { crypt } : {}), cacheBytes: this.cacheBytes });
+      this.byKey.set(k, r);
+    }
+    return r;
+  }
+  stats(): Record<string, number> {
+    const sum: Record<string, number> = {};
+    for (const r of this.byKey.values()) {
+      for (const [k, v] of Object.entries(r.stats)) sum[k] = (sum[k] ?? 0) + v;
+      sum.cachedBytes = (sum.cachedBytes ?? 0) + r.cachedBytes;
+    }
+    return sum;
+  }
+}
+
+interface BuiltRoot {
+  root: VfsNode;
+  source: string;
+  readers: Readers;
+}
+
+async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
+  const ds = await Datastore.open(plan.repository);
+  const ns: Namespace = parseNamespace(plan.ns ?? '');
+  const readers = new Readers(ds, plan.cacheBytes);
+  const fileKey = plan.keyHex !== undefined ? CryptConfig.fromKey(Buffer.from(plan.keyHex, 'hex')) : undefined;
+  let keySource: KeySource | undefined;
+  if (plan.masterKeyfile !== undefined) {
+    // KeySource asks getPassphrase, which reads this variable first; it lives in this process only
+    // (every child we start gets an environment without it).
+    if (plan.masterPassphrase !== undefined) process.env.PBS_ENCRYPTION_PASSWORD = plan.masterPassphrase;
+    keySource = new KeySource({
+      repository: plan.repository,
+      ns: plan.ns,
+      keyfile: undefined,
+      masterKeyfile: plan.masterKeyfile,
+      outputFormat: 'text',
+      debug: plan.debug,
+    });
+  }
+  const keyFor = async (d: Datastore, n: Namespace, ref: SnapshotRef): Promise<CryptConfig | undefined> =>
+    fileKey ?? (keySource ? keySource.forSnapshot(d, n, ref) : undefined);
+  const open = async (inNs: Namespace, ref: SnapshotRef): Promise<Snapshot> => {
+    const crypt = await keyFor(ds, inNs, ref);
+    return Snapshot.open(ds, inNs, ref, { ...(crypt ? { crypt } : {}), chunkReader: readers.get(crypt) });
+  };
+
+  if (plan.snapshot === undefined) {
+    // Snapshots opened inside the tree share this mount's readers (and so its counters).
+    const root = datastoreTree(ds, ns, { openSnapshot: (_d, inNs, ref) => open(inNs, ref) });
+    return { root, source: `pbsfs:${plan.repository}`, readers };
+  }
+  const snapshot = await open(ns, parseSnapshotRef(plan.snapshot));
+  if (plan.archive === undefined) return { root: snapshotDir(snapshot), source: `pbsfs:${snapshot.refString}`, readers };
+  const root = await archiveRoot(snapshot, plan.archive);
+  // Fail now, not on first access, when the archive cannot be read (wrong key, damage).
+  await root.readdir?.();
+  return { root, source: `pbsfs:${snapshot.refString}:${plan.archive}`, readers };
+}
+
+function formatStats(s: Record<string, unknown>): string {
+  const flat: string[] = [];
+  const walk = (o: Record<string, unknown>, prefix: string): void => {
+    for (const [k, v] of Object.entries(o)) {
+      if (v !== null && typeof v === 'object') walk(v as Record<string, unknown>, `${prefix}${k}.`);
+      else flat.push(`${prefix}${k}: ${/bytes|Bytes/.test(k) && typeof v === 'number' ? `${v} (${formatBytes(v)})` : String(v)}`);
+    }
+  };
+  walk(s, '');
+  return flat.join('\n');
+}
+
+/**
+ * Mounts according to `plan` in this process; calls `onReady` once the mount answers. Resolves
+ * when the filesystem has been unmounted.
+ */
+export async function runMount(plan: MountPlan, onReady: () => void): Promise<void> {
+  const built = await buildRoot(plan);
+  const core = new VfsCore(built.root, {
+    ...(plan.uid !== undefined ? { uid: plan.uid } : {}),
+    ...(plan.gid !== undefined ? { gid: plan.gid } : {}),
+    readahead: plan.readahead,
+    stats: () => built.readers.stats(),
+  });
+  const m = await mountCore(core, plan.mountpoint, { allowOther: plan.allowOther, source: built.source });
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    void m.unmount(false).then(async (r) => {
+      if (r === 'busy') {
+        process.stderr.write(`pbsfs: ${plan.mountpoint} is busy (files are open); detaching it, it goes away once they are closed\n`);
+        await m.unmount(true);
+      }
+    });
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGHUP', () => undefined);
+  onReady();
+  await m.done;
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  if (plan.stats) process.stderr.write(`pbsfs: statistics for ${plan.mountpoint}\n${formatStats(core.statsSnapshot())}\n`);
+}
+
+/** The daemon child: plan from fd 3, outcome to fd 4. */
+async function daemonChild(): Promise<void> {
+  let plan: MountPlan;
+  try {
+    plan = JSON.parse(readFileSync(3, 'utf8')) as MountPlan;
+  } catch (e) {
+    process.exitCode = 1;
+    return;
+  } finally {
+    try {
+      closeSync(3);
+    } catch {
+      // already closed
+    }
+  }
+  process.chdir('/');
+  const report = (msg: object): void => {
+    try {
+      writeSync(4, JSON.stringify(msg) + '\n');
+      closeSync(4);
+    } catch {
+      // the parent is gone
+    }
+  };
+  try {
+    await runMount(plan, () => report({ ok: true }));
+  } catch (e) {
+    const message = isPbsfsError(e) ? e.message : `internal error: ${e instanceof Error ? e.message : String(e)}`;
+    report({ ok: false, message, exitCode: isPbsfsError(e) ? e.exitCode : 1 });
+    process.exitCode = isPbsfsError(e) ? e.exitCode : 1;
+    return;
+  }
+  process.exit(0);
+}
+
+class ChildFailed extends PbsfsError {
+  constructor(
+    message: string,
+    private readonly code: number,
+  ) {
+    super('io', message);
+  }
+  override get exitCode(): number {
+    return this.code;
+  }
+}
+
+/** Starts the daemon child and waits for its outcome. */
+async function daemonize(plan: MountPlan): Promise<void> {
+  const script = fileURLToPath(new URL('../main.js', import.meta.url));
+  const env = { ...childProcessEnv(), UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' };
+  // Runtime messages (read errors) reach the terminal the mount was started from, if any.
+  const errTarget = process.stderr.isTTY ? 'inherit' : 'ignore';
+  const child = spawn(process.execPath, [script, 'mount', '--daemon-child'], {
+    detached: true,
+    stdio: ['ignore', 'ignore', errTarget, 'pipe', 'pipe'],
+    env,
+    cwd: '/',
+  });
+  const planPipe = child.stdio[3] as NodeJS.WritableStream;
+  const statusPipe = child.stdio[4] as NodeJS.ReadableStream;
+  planPipe.end(JSON.stringify(plan));
+  const outcome = await new Promise<{ ok: boolean; message?: string; exitCode?: number }>((resolveOutcome) => {
+    let text = '';
+    statusPipe.setEncoding('utf8');
+    statusPipe.on('data', (d: string) => {
+      text += d;
+      const nl = text.indexOf('\n');
+      if (nl >= 0) {
+        try {
+          resolveOutcome(JSON.parse(text.slice(0, nl)) as { ok: boolean });
+        } catch {
+          resolveOutcome({ ok: false, message: 'the mount process sent a garbled status' });
+        }
+      }
+    });
+    child.on('exit', (code, signal) =>
+      resolveOutcome({ ok: false, message: `the mount process exited (${signal ?? `status ${code}`}) before mounting`, exitCode: 1 }),
+    );
+    child.on('error', (e) => resolveOutcome({ ok: false, message: `cannot start the mount process: ${e.message}`, exitCode: 1 }));
+  });
+  (statusPipe as unknown as { destroy(): void }).destroy();
+  child.unref();
+  if (!outcome.ok) throw new ChildFailed(outcome.message ?? 'mount failed', outcome.exitCode ?? 1);
+}
+
+export function register(program: Command): void {
+  program
+    .command('mount')
+    .description('mount a datastore, a snapshot or one archive read-only (FUSE; needs root)')
+    .argument('[args...]', '[SNAPSHOT [ARCHIVE]] MOUNTPOINT')
+    .option('--cache-size <size>', 'chunk cache bound (bytes; suffixes K, M, G)', '128M')
+    .option('--readahead <n>', 'chunks prefetched ahead of a sequential reader (0: off)', '4')
+    .option('--allow-other', 'let other users access the mount (archived permissions still apply)')
+    .option('--uid <uid>', 'show every file as owned by this uid')
+    .option('--gid <gid>', 'show every file as owned by this gid')
+    .option('--foreground', 'stay attached to the terminal (Ctrl-C unmounts)')
+    .option('--stats', 'print chunk and read counters at unmount')
+    .addOption(new Option('--daemon-child').hideHelp())
+    .action(
+      action(async (args: string[], opts: MountCliOptions, cmd: Command) => {
+        if (opts.daemonChild) {
+          await daemonChild();
+          return;
+        }
+        const g = globalOptions(cmd);
+        if (args.length < 1 || args.length > 3) throw new UsageError('usage: pbsfs mount [SNAPSHOT [ARCHIVE]] MOUNTPOINT');
+        const mountpoint = checkMountpoint(args[args.length - 1]!);
+        const snapshot = args.length >= 2 ? args[0] : undefined;
+        if (snapshot !== undefined) parseSnapshotRef(snapshot); // syntax errors now, not in the child
+        const readahead = Number(opts.readahead);
+        if (!Number.isInteger(readahead) || readahead < 0 || readahead > 64) {
+          throw new UsageError(`--readahead must be a whole number from 0 to 64, got ${JSON.stringify(opts.readahead)}`);
+        }
+        const cacheBytes = parseSize(opts.cacheSize);
+        const plan: MountPlan = {
+          repository: resolve(requireRepository(g)),
+          ns: g.ns,
+          keyfile: g.keyfile !== undefined ? resolve(g.keyfile) : undefined,
+          masterKeyfile: g.masterKeyfile !== undefined ? resolve(g.masterKeyfile) : undefined,
+          snapshot,
+          archive: args.length === 3 ? args[1] : undefined,
+          mountpoint,
+          cacheBytes,
+          readahead,
+          allowOther: Boolean(opts.allowOther),
+          uid: parseId(opts.uid, '--uid'),
+          gid: parseId(opts.gid, '--gid'),
+          stats: Boolean(opts.stats),
+          debug: g.debug,
+        };
+        // The key is unlocked here, on the user's terminal; the child gets the result.
+        if (plan.keyfile !== undefined) plan.keyHex = (await loadKeyFile(plan.keyfile)).crypt.encKey.toString('hex');
+        if (plan.masterKeyfile !== undefined) plan.masterPassphrase = await getPassphrase({ prompt: 'Master Key Password: ' });
+        if (opts.foreground) {
+          await runMount(plan, () =>
+            process.stderr.write(`pbsfs: mounted at ${plan.mountpoint} (Ctrl-C or pbsfs umount to unmount)\n`),
+          );
+          return;
+        }
+        await daemonize(plan);
+      }),
+    );
+}
