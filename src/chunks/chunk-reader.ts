@@ -7,42 +7,13 @@
  * injectable ChunkDecoder so it can later move to a worker pool without touching the callers.
  */
 import { LRUCache } from 'lru-cache';
-import { decodeBlob, type BlobCryptMode } from '../blob/data-blob.js';
+import { inlineChunkDecoder, type ChunkDecoder, type ChunkRequest } from './chunk-decoder.js';
 import type { CryptConfig } from '../crypto/crypt-config.js';
 import { IntegrityError } from '../errors.js';
 import { chunkRelPath, type ChunkStore } from '../store/chunk-store.js';
 
-export interface ChunkRequest {
-  /** 32-byte chunk digest (index entry). */
-  digest: Buffer;
-  /** Exact plaintext length, from the index range. */
-  expectedSize: number;
-  /** Crypt mode the index demands of its chunks (spec 2.6): 'encrypt' or 'none'. */
-  cryptMode: BlobCryptMode;
-}
-
-export interface ChunkDecodeJob extends ChunkRequest {
-  /** Name for messages: the chunk path inside the datastore. */
-  name: string;
-  crypt?: CryptConfig;
-}
-
-/**
- * Turns the raw blob bytes of one chunk into verified plaintext or throws a typed error. Pure
- * function of its inputs: safe to run in a worker thread (crypt would then travel as key bytes).
- */
-export type ChunkDecoder = (raw: Buffer, job: ChunkDecodeJob) => Buffer | Promise<Buffer>;
-
-/** In-process decoding with every check decodeBlob offers. */
-export const inlineChunkDecoder: ChunkDecoder = (raw, job) =>
-  decodeBlob(raw, {
-    name: job.name,
-    ...(job.crypt !== undefined ? { crypt: job.crypt } : {}),
-    expectedCryptMode: job.cryptMode,
-    expectedDigest: job.digest,
-    expectedSize: job.expectedSize,
-    checkCrc: true,
-  });
+export type { ChunkRequest, ChunkDecodeJob, ChunkDecoder } from './chunk-decoder.js';
+export { inlineChunkDecoder } from './chunk-decoder.js';
 
 /** Counters, readable at any time (the mount and `verify` print them). */
 export interface ChunkReaderStats {

@@ -3,6 +3,7 @@
  * --repository, the namespace from --ns, the key from --keyfile or --master-keyfile, and
  * snapshot opening.
  */
+import { ChunkReader, type ChunkDecoder } from '../chunks/chunk-reader.js';
 import type { CryptConfig } from '../crypto/crypt-config.js';
 import { loadKeyFile } from '../crypto/key-config.js';
 import { recoverKeyWithMasterKeyFile } from '../crypto/master-key.js';
@@ -97,13 +98,18 @@ export interface OpenedSnapshotArgs {
 export async function openSnapshotArg(
   g: GlobalOptions,
   snapshotArg: string,
-  opts: { cacheBytes?: number } = {},
+  opts: { cacheBytes?: number; decoder?: ChunkDecoder } = {},
 ): Promise<OpenedSnapshotArgs> {
   const ref = parseSnapshotRef(snapshotArg);
   const ns = namespaceOf(g);
   const ds = await openDatastore(g);
   const crypt = await new KeySource(g).forSnapshot(ds, ns, ref);
-  const snapshot = await Snapshot.open(ds, ns, ref, { ...(crypt ? { crypt } : {}), ...opts });
+  const { decoder, ...rest } = opts;
+  // A custom decoder (e.g. a worker pool) needs a reader of its own.
+  const chunkReader = decoder
+    ? new ChunkReader(ds.chunkStore, { ...(crypt ? { crypt } : {}), decoder, ...(rest.cacheBytes !== undefined ? { cacheBytes: rest.cacheBytes } : {}) })
+    : undefined;
+  const snapshot = await Snapshot.open(ds, ns, ref, { ...(crypt ? { crypt } : {}), ...rest, ...(chunkReader ? { chunkReader } : {}) });
   return { ds, ns, ref, crypt, snapshot };
 }
 

@@ -3,10 +3,13 @@
  * chunk) or a blob to stdout, byte-exact, respecting backpressure. With PATH, the pxar layer
  * prints one file from inside a file archive (see ../pxar-hooks.ts).
  */
+import { availableParallelism } from 'node:os';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import type { IndexReadAt } from '../../index/index-read-at.js';
 import { action, globalOptions } from '../context.js';
+import type { ChunkDecoder } from '../../chunks/chunk-decoder.js';
+import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
 import { catPxarPath } from '../pxar-hooks.js';
 import { openSnapshotArg } from '../snapshot-args.js';
 
@@ -78,12 +81,27 @@ export function register(program: Command): void {
     .action(
       action(async (snapshotArg: string, archive: string, path: string | undefined, _opts: unknown, cmd: Command) => {
         const g = globalOptions(cmd);
-        // A one-pass stream gains nothing from a big cache; keep the footprint small.
-        const { snapshot } = await openSnapshotArg(g, snapshotArg, path === undefined ? { cacheBytes: 16 * 1024 * 1024 } : {});
+        // A one-pass stream gains nothing from a big cache; keep the footprint small. With two or
+        // more cores, chunks decode on worker threads (started on first use) while the main
+        // thread writes: 1 GiB encrypted image on 2 cores, 1.85 s -> 1.5 s.
+        // PBSFS_DECODE_THREADS=N sets the thread count; 0 decodes in-process.
+        const env = process.env.PBSFS_DECODE_THREADS;
+        const threads = env !== undefined && /^\d+$/.test(env) ? Number(env) : Math.min(4, availableParallelism());
+        let pool: WorkerPoolDecoder | undefined;
+        const usePool = path === undefined && threads >= 2;
+        const decoder: ChunkDecoder = (raw, job) => {
+          pool ??= new WorkerPoolDecoder({ threads });
+          return pool.decoder(raw, job);
+        };
         const out = process.stdout;
         // A closed pipe (e.g. `| head`) ends the command quietly, as cat(1) does.
         out.on('error', () => undefined);
         try {
+          const { snapshot } = await openSnapshotArg(
+            g,
+            snapshotArg,
+            path === undefined ? { cacheBytes: 16 * 1024 * 1024, ...(usePool ? { decoder } : {}) } : {},
+          );
           if (path !== undefined) {
             await catPxarPath({ snapshot, archive, path, out });
             return;
@@ -97,6 +115,8 @@ export function register(program: Command): void {
           }
         } catch (e) {
           if (!(e instanceof OutputClosed)) throw e;
+        } finally {
+          await pool?.close();
         }
       }),
     );

@@ -1,0 +1,38 @@
+/**
+ * Decoding one chunk: raw blob bytes in, verified plaintext out (or a typed error). Kept apart
+ * from the reader so the same function runs in-process or in a worker thread.
+ */
+import { decodeBlob, type BlobCryptMode } from '../blob/data-blob.js';
+import type { CryptConfig } from '../crypto/crypt-config.js';
+
+export interface ChunkRequest {
+  /** 32-byte chunk digest (index entry). */
+  digest: Buffer;
+  /** Exact plaintext length, from the index range. */
+  expectedSize: number;
+  /** Crypt mode the index demands of its chunks (spec 2.6): 'encrypt' or 'none'. */
+  cryptMode: BlobCryptMode;
+}
+
+export interface ChunkDecodeJob extends ChunkRequest {
+  /** Name for messages: the chunk path inside the datastore. */
+  name: string;
+  crypt?: CryptConfig;
+}
+
+/**
+ * Turns the raw blob bytes of one chunk into verified plaintext or throws a typed error. Pure
+ * function of its inputs, so it can run in a worker thread (see worker-pool-decoder.ts).
+ */
+export type ChunkDecoder = (raw: Buffer, job: ChunkDecodeJob) => Buffer | Promise<Buffer>;
+
+/** In-process decoding with every check decodeBlob offers (CRC, tag, mode, size, digest). */
+export const inlineChunkDecoder: ChunkDecoder = (raw, job) =>
+  decodeBlob(raw, {
+    name: job.name,
+    ...(job.crypt !== undefined ? { crypt: job.crypt } : {}),
+    expectedCryptMode: job.cryptMode,
+    expectedDigest: job.digest,
+    expectedSize: job.expectedSize,
+    checkCrc: true,
+  });

@@ -1,0 +1,55 @@
+/**
+ * Worker-thread entry for WorkerPoolDecoder: decodes chunks with the same function the reader
+ * uses in-process, and answers with the plaintext (transferred, not copied, when it owns its
+ * memory) or with the typed error's kind and text.
+ */
+import { parentPort } from 'node:worker_threads';
+import { CryptConfig } from '../crypto/crypt-config.js';
+import { isPbsfsError } from '../errors.js';
+import { inlineChunkDecoder } from './chunk-decoder.js';
+import type { DecodeRequestMessage, DecodeResponseMessage } from './worker-protocol.js';
+
+const crypts = new Map<string, CryptConfig>();
+
+function cryptFor(key: Uint8Array | undefined): CryptConfig | undefined {
+  if (key === undefined) return undefined;
+  const k = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex');
+  let c = crypts.get(k);
+  if (!c) {
+    c = CryptConfig.fromKey(key);
+    crypts.set(k, c);
+  }
+  return c;
+}
+
+const port = parentPort;
+if (port) {
+  port.on('message', (m: DecodeRequestMessage) => {
+    let reply: DecodeResponseMessage;
+    const transfer: ArrayBuffer[] = [];
+    try {
+      const crypt = cryptFor(m.key);
+      const plain = inlineChunkDecoder(Buffer.from(m.raw.buffer, m.raw.byteOffset, m.raw.byteLength), {
+        digest: Buffer.from(m.digest.buffer, m.digest.byteOffset, m.digest.byteLength),
+        expectedSize: m.expectedSize,
+        cryptMode: m.cryptMode,
+        name: m.name,
+        ...(crypt ? { crypt } : {}),
+      }) as Buffer;
+      // Hand the memory over when the plaintext owns (nearly all of) its ArrayBuffer; small or
+      // shared buffers are copied by the structured clone instead.
+      const ab = plain.buffer as ArrayBuffer;
+      if (plain.byteOffset === 0 && ab.byteLength - plain.length < 4096 && plain.length >= 65536) transfer.push(ab);
+      reply = { id: m.id, ok: true, plain: new Uint8Array(ab, plain.byteOffset, plain.length) };
+    } catch (e) {
+      reply = isPbsfsError(e)
+        ? { id: m.id, ok: false, kind: e.kind, message: e.message, file: e.file }
+        : { id: m.id, ok: false, kind: 'bug', message: e instanceof Error ? e.message : String(e) };
+    }
+    try {
+      port.postMessage(reply, transfer);
+    } catch {
+      port.postMessage(reply); // untransferable (pooled) memory: copy
+    }
+  });
+}

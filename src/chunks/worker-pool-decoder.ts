@@ -1,0 +1,138 @@
+/**
+ * A ChunkDecoder that runs decoding (CRC, AES-GCM, zstd, SHA-256) on a few worker threads, so
+ * the main thread keeps serving reads while chunks decode in parallel. Opt-in: pass
+ * `pool.decoder` to a ChunkReader. Workers are unref'd (they never keep the process alive) and
+ * errors come back as the same typed errors the in-process decoder throws.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import {
+  CryptoError,
+  FormatError,
+  IntegrityError,
+  IoError,
+  LimitError,
+  NotFoundError,
+  UnsupportedError,
+  UsageError,
+  type ErrorKind,
+  type PbsfsError,
+} from '../errors.js';
+import type { ChunkDecoder, ChunkDecodeJob } from './chunk-decoder.js';
+import type { DecodeRequestMessage, DecodeResponseMessage } from './worker-protocol.js';
+
+const ERROR_CLASSES: Record<ErrorKind, new (problem: string) => PbsfsError> = {
+  format: FormatError,
+  integrity: IntegrityError,
+  crypto: CryptoError,
+  'not-found': NotFoundError,
+  usage: UsageError,
+  unsupported: UnsupportedError,
+  io: IoError,
+  limit: LimitError,
+};
+
+interface Pending {
+  resolve: (b: Buffer) => void;
+  reject: (e: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+export interface WorkerPoolOptions {
+  /** Worker count; default: available cores - 1, at least 1, at most 4. */
+  threads?: number;
+  /** The compiled worker script (default: decode-worker.js next to this module). */
+  workerUrl?: URL;
+}
+
+export class WorkerPoolDecoder {
+  private readonly slots: Slot[] = [];
+  private nextId = 1;
+  private closed = false;
+
+  constructor(opts: WorkerPoolOptions = {}) {
+    const n = opts.threads ?? Math.max(1, Math.min(4, availableParallelism() - 1));
+    const url = opts.workerUrl ?? new URL('./decode-worker.js', import.meta.url);
+    for (let i = 0; i < n; i++) this.slots.push(this.spawn(url));
+  }
+
+  private spawn(url: URL): Slot {
+    const slot: Slot = { worker: undefined as unknown as Worker, pending: new Map() };
+    this.start(slot, url);
+    return slot;
+  }
+
+  /** (Re)starts the worker of a slot; a crashed worker fails its jobs and is replaced. */
+  private start(slot: Slot, url: URL): void {
+    const worker = new Worker(url);
+    slot.worker = worker;
+    worker.unref();
+    worker.on('message', (m: DecodeResponseMessage) => {
+      const p = slot.pending.get(m.id);
+      if (!p) return;
+      slot.pending.delete(m.id);
+      if (slot.pending.size === 0) worker.unref();
+      if (m.ok) p.resolve(Buffer.from(m.plain.buffer, m.plain.byteOffset, m.plain.byteLength));
+      else p.reject(this.rebuildError(m));
+    });
+    const failAll = (e: Error): void => {
+      for (const p of slot.pending.values()) p.reject(e);
+      slot.pending.clear();
+    };
+    worker.on('error', (e) => failAll(e instanceof Error ? e : new Error(String(e))));
+    worker.on('exit', (code) => {
+      failAll(new Error(`chunk decode worker exited (code ${code})`));
+      if (!this.closed && slot.worker === worker) this.start(slot, url);
+    });
+  }
+
+  private rebuildError(m: Extract<DecodeResponseMessage, { ok: false }>): Error {
+    if (m.kind === 'bug') return new Error(`chunk decode worker: ${m.message}`);
+    const Cls = ERROR_CLASSES[m.kind];
+    // The message already names the file; keep `file` for callers that inspect it.
+    const e = new Cls(m.message);
+    (e as { file: string | undefined }).file = m.file;
+    return e;
+  }
+
+  /** The decoder to give to a ChunkReader. */
+  readonly decoder: ChunkDecoder = (raw: Buffer, job: ChunkDecodeJob): Promise<Buffer> => {
+    if (this.closed) return Promise.reject(new Error('chunk decode pool is closed'));
+    // Least busy worker.
+    let slot = this.slots[0]!;
+    for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s;
+    const id = this.nextId++;
+    const msg: DecodeRequestMessage = {
+      id,
+      raw,
+      digest: job.digest,
+      expectedSize: job.expectedSize,
+      cryptMode: job.cryptMode,
+      name: job.name,
+      ...(job.crypt ? { key: job.crypt.encKey } : {}),
+    };
+    // Move large raw buffers that own their memory instead of copying them (the reader does not
+    // use `raw` after decoding).
+    const ab = raw.buffer as ArrayBuffer;
+    const transfer = raw.length >= 65536 && raw.byteOffset === 0 && ab.byteLength === raw.length ? [ab] : [];
+    return new Promise<Buffer>((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject });
+      if (slot.pending.size === 1) slot.worker.ref(); // keep the process alive while work is queued
+      try {
+        slot.worker.postMessage(msg, transfer);
+      } catch {
+        slot.worker.postMessage(msg); // untransferable memory: copy
+      }
+    });
+  };
+
+  /** Stops the workers; pending decodes fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}
