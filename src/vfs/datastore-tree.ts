@@ -12,6 +12,7 @@ import type { Snapshot } from '../snapshot/snapshot.js';
 import { BACKUP_TYPES, formatBackupTime, type GroupRef, type Namespace, type SnapshotRef } from '../store/backup-ref.js';
 import type { Datastore } from '../store/datastore.js';
 import { snapshotEntries } from './snapshot-nodes.js';
+import type { PxarTreeOptions } from './pxar-tree.js';
 import type { VfsDirEntry, VfsNode } from './types.js';
 import { LazyDir } from './virtual-nodes.js';
 
@@ -21,6 +22,7 @@ export interface DatastoreTreeOptions {
    * encrypted archives answer EIO when entered.
    */
   openSnapshot: (ds: Datastore, ns: Namespace, ref: SnapshotRef) => Promise<Snapshot>;
+  tree?: PxarTreeOptions;
 }
 
 const entry = (name: string, node: VfsNode): VfsDirEntry => ({ name: Buffer.from(name), node });
@@ -29,7 +31,7 @@ function snapshotNode(ds: Datastore, ns: Namespace, ref: SnapshotRef, o: Datasto
   return new LazyDir(
     async () => {
       const snap = await o.openSnapshot(ds, ns, ref);
-      return snapshotEntries(snap).map((e) => entry(e.name, e.node));
+      return snapshotEntries(snap, o.tree).map((e) => entry(e.name, e.node));
     },
     { mtimeSec: ref.time },
   );

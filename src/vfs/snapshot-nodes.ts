@@ -14,7 +14,7 @@
  */
 import type { IndexReadAt } from '../index/index-read-at.js';
 import type { Snapshot } from '../snapshot/snapshot.js';
-import { openPxarTree } from './pxar-tree.js';
+import { openPxarTree, type PxarTreeOptions } from './pxar-tree.js';
 import { registerInodeDomain } from './core.js';
 import type { VfsDirEntry, VfsFileHandle, VfsNode, VfsStat } from './types.js';
 import { LazyDir, ReadAtFile, S_IFDIR, S_IFREG, allocVirtualIno, type NodeTimes } from './virtual-nodes.js';
@@ -168,15 +168,15 @@ export class BlobFile implements VfsNode {
 }
 
 /** Opens the tree of a file archive (single or split) as a VfsNode root (an inode domain). */
-export async function openArchiveTree(snapshot: Snapshot, name: string): Promise<VfsNode> {
+export async function openArchiveTree(snapshot: Snapshot, name: string, opts: PxarTreeOptions = {}): Promise<VfsNode> {
   const layout = snapshot.pxarLayout(name);
   if (layout.kind === 'single') {
     const { readAt } = await snapshot.openIndex(layout.archive);
-    return openPxarTree(readAt);
+    return openPxarTree(readAt, undefined, opts);
   }
   const meta = await snapshot.openIndex(layout.meta);
   const payload = await snapshot.openIndex(layout.payload);
-  return openPxarTree(meta.readAt, payload.readAt);
+  return openPxarTree(meta.readAt, payload.readAt, opts);
 }
 
 export interface SnapshotEntry {
@@ -185,7 +185,7 @@ export interface SnapshotEntry {
 }
 
 /** One entry per archive of the snapshot (see the header comment for the names). */
-export function snapshotEntries(snapshot: Snapshot): SnapshotEntry[] {
+export function snapshotEntries(snapshot: Snapshot, treeOpts: PxarTreeOptions = {}): SnapshotEntry[] {
   const times: NodeTimes = { mtimeSec: snapshot.ref.time };
   const out: SnapshotEntry[] = [];
   const seen = new Set<string>();
@@ -196,7 +196,7 @@ export function snapshotEntries(snapshot: Snapshot): SnapshotEntry[] {
       const label = `${pxar[1]}.pxar`;
       if (seen.has(label)) continue;
       seen.add(label);
-      out.push({ name: label, node: registerInodeDomain(new DeferredDir(() => openArchiveTree(snapshot, fn), times)) });
+      out.push({ name: label, node: registerInodeDomain(new DeferredDir(() => openArchiveTree(snapshot, fn, treeOpts), times)) });
     } else if (fn.endsWith('.fidx') || fn.endsWith('.didx')) {
       out.push({ name: fn.slice(0, -5), node: indexFileNode(snapshot, fn, f.size) });
     } else if (fn.endsWith('.blob')) {
@@ -207,9 +207,9 @@ export function snapshotEntries(snapshot: Snapshot): SnapshotEntry[] {
 }
 
 /** The snapshot as a directory (its manifest is already read: Snapshot.open checked it). */
-export function snapshotDir(snapshot: Snapshot): VfsNode {
+export function snapshotDir(snapshot: Snapshot, treeOpts: PxarTreeOptions = {}): VfsNode {
   return new LazyDir(
-    async () => snapshotEntries(snapshot).map((e) => ({ name: Buffer.from(e.name), node: e.node })),
+    async () => snapshotEntries(snapshot, treeOpts).map((e) => ({ name: Buffer.from(e.name), node: e.node })),
     { mtimeSec: snapshot.ref.time },
   );
 }
@@ -218,16 +218,16 @@ export function snapshotDir(snapshot: Snapshot): VfsNode {
  * The root for `pbsfs mount SNAPSHOT ARCHIVE`: a file archive's own tree, or, for an image or a
  * blob, a directory holding that one file (a mount root must be a directory).
  */
-export async function archiveRoot(snapshot: Snapshot, archive: string): Promise<VfsNode> {
+export async function archiveRoot(snapshot: Snapshot, archive: string, treeOpts: PxarTreeOptions = {}): Promise<VfsNode> {
   let filename: string;
   try {
     filename = snapshot.resolveFile(archive).filename;
   } catch (e) {
     // `root.pxar` also names a split pair (root.mpxar.didx + root.ppxar.didx).
-    if (/\.(pxar|mpxar|ppxar)$/.test(archive)) return openArchiveTree(snapshot, archive);
+    if (/\.(pxar|mpxar|ppxar)$/.test(archive)) return openArchiveTree(snapshot, archive, treeOpts);
     throw e;
   }
-  if (/\.(pxar|mpxar|ppxar)\.didx$/.test(filename)) return openArchiveTree(snapshot, filename);
+  if (/\.(pxar|mpxar|ppxar)\.didx$/.test(filename)) return openArchiveTree(snapshot, filename, treeOpts);
   const label = filename.slice(0, -5);
   const wanted = snapshotEntries(snapshot).find((e) => e.name === label);
   if (wanted === undefined) throw new NotFoundError(`snapshot has no archive ${JSON.stringify(archive)}`, { file: snapshot.path });

@@ -14,6 +14,10 @@
  *
  * SIGINT/SIGTERM unmount (lazily if files are still open: the tree then disappears once they are
  * closed) and the process exits when the kernel ends the session; --stats prints the counters.
+ *
+ * PBSFS_NLINK_SCAN=auto|scan|off chooses how hardlink counts (st_nlink of files) are found: a
+ * metadata scan of the archive on the first stat of a file, by default only for split archives
+ * and unified archives up to 64 MiB (see vfs/pxar-tree.ts); 'off' keeps browsing strictly lazy.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, writeSync, closeSync } from 'node:fs';
@@ -34,6 +38,7 @@ import { VfsCore } from '../../vfs/core.js';
 import { datastoreTree } from '../../vfs/datastore-tree.js';
 import { archiveRoot, snapshotDir } from '../../vfs/snapshot-nodes.js';
 import type { VfsNode } from '../../vfs/types.js';
+import type { PxarTreeOptions } from '../../vfs/pxar-tree.js';
 import { action, globalOptions, requireRepository } from '../context.js';
 import { KeySource } from '../snapshot-args.js';
 
@@ -57,6 +62,7 @@ export interface MountPlan {
   gid: number | undefined;
   stats: boolean;
   debug: boolean;
+  nlinkScan: 'auto' | 'scan' | 'off';
   /** The decrypted --keyfile key (hex). */
   keyHex?: string;
   /** Passphrase of the --master-keyfile PEM. */
@@ -72,6 +78,12 @@ interface MountCliOptions {
   foreground?: boolean;
   stats?: boolean;
   daemonChild?: boolean;
+}
+
+function nlinkScanSetting(): 'auto' | 'scan' | 'off' {
+  const v = process.env.PBSFS_NLINK_SCAN ?? 'auto';
+  if (v !== 'auto' && v !== 'scan' && v !== 'off') throw new UsageError(`PBSFS_NLINK_SCAN must be auto, scan or off, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 function parseId(v: string | undefined, what: string): number | undefined {
@@ -138,14 +150,15 @@ async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
     return Snapshot.open(ds, inNs, ref, { ...(crypt ? { crypt } : {}), chunkReader: readers.get(crypt) });
   };
 
+  const tree: PxarTreeOptions = { nlink: plan.nlinkScan };
   if (plan.snapshot === undefined) {
     // Snapshots opened inside the tree share this mount's readers (and so its counters).
-    const root = datastoreTree(ds, ns, { openSnapshot: (_d, inNs, ref) => open(inNs, ref) });
+    const root = datastoreTree(ds, ns, { openSnapshot: (_d, inNs, ref) => open(inNs, ref), tree });
     return { root, source: `pbsfs:${plan.repository}`, readers };
   }
   const snapshot = await open(ns, parseSnapshotRef(plan.snapshot));
-  if (plan.archive === undefined) return { root: snapshotDir(snapshot), source: `pbsfs:${snapshot.refString}`, readers };
-  const root = await archiveRoot(snapshot, plan.archive);
+  if (plan.archive === undefined) return { root: snapshotDir(snapshot, tree), source: `pbsfs:${snapshot.refString}`, readers };
+  const root = await archiveRoot(snapshot, plan.archive, tree);
   // Fail now, not on first access, when the archive cannot be read (wrong key, damage).
   await root.readdir?.();
   return { root, source: `pbsfs:${snapshot.refString}:${plan.archive}`, readers };
@@ -327,6 +340,7 @@ export function register(program: Command): void {
           gid: parseId(opts.gid, '--gid'),
           stats: Boolean(opts.stats),
           debug: g.debug,
+          nlinkScan: nlinkScanSetting(),
         };
         // The key is unlocked here, on the user's terminal; the child gets the result.
         if (plan.keyfile !== undefined) plan.keyHex = (await loadKeyFile(plan.keyfile)).crypt.encKey.toString('hex');
