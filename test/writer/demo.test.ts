@@ -24,6 +24,12 @@ describe('pbsfs demo', () => {
         expect(first.stdout).toContain('README.txt');
         expect(first.stdout).toContain('Welcome to the pbsfs demo snapshot.');
         expect(first.stdout).toMatch(/mount host\/pbsfs-demo\/\S+Z /);
+        if (/^mounted /m.test(first.stdout)) {
+          // FUSE available: the tree came through the mount, which is gone again
+          expect(first.stdout).toMatch(/root\.pxar\//);
+          expect(first.stdout).toMatch(/^unmounted /m);
+          expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain('pbsfs-demo-mnt-');
+        }
         const key = JSON.parse(readFileSync(join(dir, 'demo.key'), 'utf8')) as { kdf: Record<string, unknown> };
         expect(Object.keys(key.kdf)).toEqual(['Scrypt']);
         const marker = readFileSync(join(dir, 'demo.json'), 'utf8');

@@ -5,7 +5,7 @@
  * things read directly from the snapshot.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, lstatSync, readlinkSync, rmdirSync, existsSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readSync, readdirSync, readFileSync, lstatSync, readlinkSync, rmdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -26,7 +26,7 @@ function shellQuote(s: string): string {
 }
 
 /** `tree`-like listing of a directory on disk (the mount), depth and length limited. */
-function listTree(root: string, maxDepth = 5): string[] {
+function listTree(root: string, maxDepth = 7): string[] {
   const lines: string[] = [];
   const walk = (dir: string, prefix: string, depth: number): void => {
     let names: string[];
@@ -133,10 +133,14 @@ async function mountAndShow(program: Command, demo: DemoInfo, out: (s: string) =
       out(`\n$ cat ${sample}`);
       out(readFileSync(sample, 'utf8').trimEnd());
     }
+    const image = findFile(mp, `${DEMO_IMAGE_NAME}.img`);
+    if (image !== undefined) {
+      out(`\n$ head -c 2048 ${image}   (random access into the encrypted disk image)`);
+      out(describeImage(image));
+    }
     const stats = spawnSync('getfattr', ['--only-values', '-n', 'user.pbsfs.stats', mp], { encoding: 'utf8', env: childProcessEnv() });
-    out('\nmount statistics:');
-    if (stats.status === 0 && stats.stdout.trim() !== '') out(stats.stdout.trim());
-    else out(statsFromWalk(mp));
+    out('\nmount statistics (getfattr -n user.pbsfs.stats on the mount):');
+    out(stats.status === 0 && stats.stdout.trim() !== '' ? formatStats(stats.stdout) : statsFromWalk(mp));
     // unmount: the CLI's own umount when it has one, else the FUSE helper
     const um = program.commands.some((c) => c.name() === 'umount')
       ? spawnSync(process.execPath, [...cliArgs(), 'umount', mp], { stdio: 'ignore', env: childProcessEnv() })
@@ -153,6 +157,42 @@ async function mountAndShow(program: Command, demo: DemoInfo, out: (s: string) =
     } catch {
       // leave it
     }
+  }
+}
+
+/** What the first 2 KiB of the demo image say: an ext4 superblock (magic 0xEF53 at 1080). */
+function describeImage(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(2048);
+    const n = readSync(fd, b, 0, 2048, 0);
+    if (n >= 1144 && b.readUInt16LE(1080) === 0xef53) {
+      const label = b.subarray(1144, 1160).toString('latin1').replace(/\0.*$/s, '');
+      const blocks = b.readUInt32LE(1028);
+      const blockSize = 1024 << b.readUInt32LE(1048);
+      return `  ext4 filesystem, label "${label}", ${blocks} blocks of ${blockSize} bytes`;
+    }
+    return `  ${JSON.stringify(b.subarray(0, 60).toString('latin1').replace(/[^\x20-\x7e]/g, '.'))}...`;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The stats xattr (JSON) as aligned "name: value" lines. */
+function formatStats(json: string): string {
+  try {
+    const flat: [string, unknown][] = [];
+    const walk = (o: Record<string, unknown>, prefix: string): void => {
+      for (const [k, v] of Object.entries(o)) {
+        if (v !== null && typeof v === 'object') walk(v as Record<string, unknown>, `${prefix}${k}.`);
+        else flat.push([prefix + k, v]);
+      }
+    };
+    walk(JSON.parse(json) as Record<string, unknown>, '');
+    const w = Math.max(...flat.map(([k]) => k.length));
+    return flat.map(([k, v]) => `  ${k.padEnd(w)}  ${/bytes/i.test(k) && typeof v === 'number' ? formatBytes(v) : String(v)}`).join('\n');
+  } catch {
+    return json.trim();
   }
 }
 
@@ -240,8 +280,10 @@ export function register(program: Command): void {
         out(`  export PBS_ENCRYPTION_PASSWORD=${q(demo.passphrase)}`);
         out(`  pbsfs --repository ${q(demo.repository)} --keyfile ${q(demo.keyfile)} snapshots`);
         out(`  mkdir -p /tmp/pbsfs-demo && pbsfs --repository ${q(demo.repository)} --keyfile ${q(demo.keyfile)} mount ${demo.snapshot} /tmp/pbsfs-demo`);
-        out('  ls -la /tmp/pbsfs-demo');
-        out('  pbsfs umount /tmp/pbsfs-demo');
+        out('  ls -la /tmp/pbsfs-demo/root.pxar');
+        if (demo.imageKind === 'ext4') out('  mount -o ro,loop /tmp/pbsfs-demo/disk.img /mnt && ls /mnt && umount /mnt   # the ext4 image, through pbsfs');
+        out(`  pbsfs umount /tmp/pbsfs-demo`);
+        out(`  # or just one archive: ... mount ${demo.snapshot} root.pxar /tmp/pbsfs-demo`);
       }),
     );
 }
