@@ -56,6 +56,7 @@ export interface BackupOptions extends Omit<SnapshotWriterOptions, 'onChunk'> {
 export interface BackupProgress {
   /** Source bytes read so far (file contents and image bytes). */
   bytes: number;
+  /** Archive entries written so far (files, directories, links, ...). */
   files: number;
   chunks: ChunkWriteStats;
 }
@@ -225,8 +226,11 @@ function walkOpts(opts: BackupOptions, progress: BackupProgress, report: () => v
     ...(opts.xattrs !== undefined ? { xattrs: opts.xattrs } : {}),
     ...(opts.allFileSystems !== undefined ? { allFileSystems: opts.allFileSystems } : {}),
     ...(opts.onWarning ? { onWarning: opts.onWarning } : {}),
-    onEntry: (bytes: number) => {
+    onEntry: () => {
       progress.files++;
+      report();
+    },
+    onRead: (bytes: number) => {
       progress.bytes += bytes;
       report();
     },

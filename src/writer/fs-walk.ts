@@ -26,6 +26,8 @@ export interface WalkOptions {
   onWarning?: (msg: string) => void;
   /** Progress: called after each entry with the file bytes it added. */
   onEntry?: (bytes: number) => void;
+  /** Progress within files: called after each read with the bytes it added. */
+  onRead?: (bytes: number) => void;
   /** Read size for file contents (default 4 MiB). */
   readSize?: number;
   /**
@@ -284,6 +286,7 @@ export class TreeWalker {
         }
         enc.writeFileData(buf);
         done += got;
+        this.opts.onRead?.(got);
       }
       if (fstatSync(fd, { bigint: true }).size > size) this.opts.onWarning?.(`${abs.toString()} grew while being read; archived the first ${total} bytes`);
       enc.endFile();

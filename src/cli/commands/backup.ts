@@ -208,7 +208,7 @@ export function register(program: Command): void {
           bar = new cliProgress.SingleBar(
             {
               stream: process.stderr,
-              format: 'backup {read} read | {files} files | {chunks} chunks ({newChunks} new) | dedup {dedup}',
+              format: 'backup {read} read | {files} entries | {chunks} chunks ({newChunks} new) | dedup {dedup}',
               hideCursor: true,
               clearOnComplete: true,
             },
