@@ -130,9 +130,20 @@ export class WorkerPoolDecoder {
     });
   };
 
-  /** Stops the workers; pending decodes fail. */
+  /** Stops the workers; pending decodes fail. Resolves when they are gone (at most ~2 s). */
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    // A timer holds the event loop open meanwhile: the termination of a worker alone does not
+    // reliably do so, and a process awaiting close() at top level could end mid-await (exit 13).
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 2000);
+    });
+    try {
+      await Promise.race([Promise.all(this.slots.map((s) => s.worker.terminate())), limit]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

@@ -9,7 +9,7 @@
  * Nothing is cached or written: chunks are fetched and dropped.
  */
 import { decodeBlob, parseBlobHeader, verifyBlobCrc, type BlobCryptMode } from '../blob/data-blob.js';
-import { ChunkReader } from '../chunks/chunk-reader.js';
+import { ChunkReader, inlineChunkDecoder, type ChunkDecoder } from '../chunks/chunk-reader.js';
 import type { CryptConfig } from '../crypto/crypt-config.js';
 import { IntegrityError, isPbsfsError } from '../errors.js';
 import type { ChunkIndex } from '../index/chunk-index.js';
@@ -49,7 +49,9 @@ export interface VerifyOptions {
   seen?: Map<string, string | null>;
   /** Called after each chunk (checked or already seen). */
   onChunk?: () => void;
-  /** Chunks verified concurrently (I/O overlap). Default 4. */
+  /** Chunk decoder (e.g. a WorkerPoolDecoder's); default in-process. */
+  decoder?: ChunkDecoder;
+  /** Chunks verified concurrently (I/O overlap, worker threads). Default 4. */
   concurrency?: number;
 }
 
@@ -66,6 +68,7 @@ async function verifyChunk(
   expectedSize: number,
   mode: BlobCryptMode,
   crypt: CryptConfig | undefined,
+  decoder: ChunkDecoder,
 ): Promise<boolean> {
   const raw = await ds.chunkStore.get(digest);
   const name = chunkRelPath(digest);
@@ -77,14 +80,8 @@ async function verifyChunk(
     verifyBlobCrc(raw, name, header);
     return false;
   }
-  decodeBlob(raw, {
-    name,
-    ...(crypt ? { crypt } : {}),
-    expectedCryptMode: mode,
-    expectedDigest: digest,
-    expectedSize,
-    checkCrc: true,
-  });
+  // Full decode with every check (CRC, mode, tag, size, digest); the plaintext is dropped.
+  await decoder(raw, { name, digest, expectedSize, cryptMode: mode, ...(crypt ? { crypt } : {}) });
   return true;
 }
 
@@ -106,7 +103,7 @@ async function verifyIndexChunks(
       let verdict = seen.get(key);
       if (verdict === undefined) {
         try {
-          const decrypted = await verifyChunk(ds, digest, end - start, mode, opts.crypt);
+          const decrypted = await verifyChunk(ds, digest, end - start, mode, opts.crypt, opts.decoder ?? inlineChunkDecoder);
           if (!decrypted) result.notDecrypted++;
           verdict = null;
         } catch (e) {

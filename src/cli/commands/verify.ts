@@ -4,8 +4,11 @@
  * referenced chunk once (CRC, crypt mode; GCM tag, digest and size when decryptable), every
  * blob. Prints a report per file; exits 0 only when everything is sound.
  */
+import { availableParallelism } from 'node:os';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
+import type { ChunkDecoder } from '../../chunks/chunk-decoder.js';
+import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
 import { IntegrityError, isPbsfsError } from '../../errors.js';
 import { verifySnapshot, countSnapshotChunks, type SnapshotVerifyResult } from '../../snapshot/verify.js';
 import { parseSnapshotRef, snapshotRelPath, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
@@ -70,6 +73,17 @@ export function register(program: Command): void {
           );
           bar.start(total, 0);
         }
+        // With two or more cores, decode on worker threads (PBSFS_DECODE_THREADS=N; 0 = in-process).
+        const env = process.env.PBSFS_DECODE_THREADS;
+        const threads = env !== undefined && /^\d+$/.test(env) ? Number(env) : Math.min(4, availableParallelism());
+        let pool: WorkerPoolDecoder | undefined;
+        const decoder: ChunkDecoder | undefined =
+          threads >= 2
+            ? (raw, job) => {
+                pool ??= new WorkerPoolDecoder({ threads });
+                return pool.decoder(raw, job);
+              }
+            : undefined;
         const seen = new Map<string, string | null>();
         const results: SnapshotVerifyResult[] = [];
         try {
@@ -83,11 +97,17 @@ export function register(program: Command): void {
               continue;
             }
             results.push(
-              await verifySnapshot(ds, t.ns, t.ref, { ...(crypt ? { crypt } : {}), seen, onChunk: () => bar?.increment() }),
+              await verifySnapshot(ds, t.ns, t.ref, {
+                ...(crypt ? { crypt } : {}),
+                ...(decoder ? { decoder, concurrency: threads * 2 } : {}),
+                seen,
+                onChunk: () => bar?.increment(),
+              }),
             );
           }
         } finally {
           bar?.stop();
+          await pool?.close();
         }
         printResult(g, results, () => renderText(results, skipped));
         const bad = results.filter((r) => !r.ok).length;
