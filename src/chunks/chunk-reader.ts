@@ -4,7 +4,7 @@
  *
  * Concurrent requests for one chunk share a single fetch+decode (single-flight); a failure is
  * handed to every waiter and then forgotten, so a retry starts afresh. Decoding goes through an
- * injectable ChunkDecoder so it can later move to a worker pool without touching the callers.
+ * injectable ChunkDecoder: in-process by default, or a WorkerPoolDecoder's worker threads.
  */
 import { LRUCache } from 'lru-cache';
 import { inlineChunkDecoder, type ChunkDecoder, type ChunkRequest } from './chunk-decoder.js';
