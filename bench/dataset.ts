@@ -17,6 +17,8 @@ const MiB = 1024 * 1024;
 
 export interface DatasetSpec {
   scale: number;
+  /** Split pxar archive (.mpxar + .ppxar) instead of one .pxar. */
+  split: boolean;
   bigFileBytes: number;
   textFileBytes: number;
   smallDirs: number;
@@ -44,10 +46,11 @@ export interface Dataset {
   backupSeconds?: number;
 }
 
-export function datasetSpec(scale: number): DatasetSpec {
+export function datasetSpec(scale: number, split = false): DatasetSpec {
   const s = Math.max(1e-4, scale);
   return {
     scale: s,
+    split,
     bigFileBytes: Math.max(MiB, Math.round((1024 * MiB * s) / MiB) * MiB),
     textFileBytes: Math.max(MiB, Math.round((256 * MiB * s) / MiB) * MiB),
     smallDirs: Math.max(1, Math.round(1000 * s)),
@@ -135,13 +138,13 @@ function buildSourceTree(root: string, spec: DatasetSpec, log: (s: string) => vo
 }
 
 /** Returns the cached dataset for `scale`, building it (source tree, key, backup) if needed. */
-export async function ensureDataset(dataDir: string, scale: number, log: (s: string) => void): Promise<Dataset> {
-  const spec = datasetSpec(scale);
-  const dir = join(dataDir, `dataset-scale-${spec.scale}`);
+export async function ensureDataset(dataDir: string, scale: number, split: boolean, log: (s: string) => void): Promise<Dataset> {
+  const spec = datasetSpec(scale, split);
+  const dir = join(dataDir, `dataset-scale-${spec.scale}${split ? '-split' : ''}`);
   const metaPath = join(dir, 'dataset.json');
   if (existsSync(metaPath)) {
     const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as Dataset;
-    if (meta.version === DATASET_VERSION && existsSync(meta.store)) {
+    if (meta.version === DATASET_VERSION && existsSync(meta.store) && (meta.spec.split ?? false) === split) {
       log(`using cached dataset ${dir}`);
       return meta;
     }
@@ -159,7 +162,7 @@ export async function ensureDataset(dataDir: string, scale: number, log: (s: str
 
   const store = join(dir, 'store');
   const backupTime = 1_700_000_000;
-  log('  backing up (encrypted) with the pbsfs writer');
+  log(`  backing up (encrypted${split ? ', split archive' : ''}) with the pbsfs writer`);
   const t0 = process.hrtime.bigint();
   const result = await runBackup({
     repository: store,
@@ -169,6 +172,7 @@ export async function ensureDataset(dataDir: string, scale: number, log: (s: str
     crypt,
     source: src,
     archiveName: 'root',
+    split,
     xattrs: false,
   });
   const backupSeconds = Number(process.hrtime.bigint() - t0) / 1e9;

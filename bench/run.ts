@@ -3,7 +3,7 @@
  * it prints a table and writes JSON (`.bench-data/results.json`), with the issue's targets
  * alongside for reference.
  *
- *   node dist/bench/run.js [--scale S] [--data-dir DIR] [--cache-size SIZE] [--out FILE]
+ *   node dist/bench/run.js [--scale S] [--split] [--data-dir DIR] [--cache-size SIZE] [--out FILE]
  *
  * The dataset (bench/dataset.ts) is built once with pbsfs's own writer and cached. Each "cold"
  * measurement runs on a fresh `pbsfs mount --foreground` process after dropping the kernel's
@@ -18,6 +18,7 @@ import { ensureDataset, type Dataset } from './dataset.js';
 import { loadKeyFile } from '../src/crypto/key-config.js';
 import { ChunkReader } from '../src/chunks/chunk-reader.js';
 import { PxarAccessor } from '../src/pxar/accessor.js';
+import { ContentReader } from '../src/pxar/content.js';
 import { Snapshot } from '../src/snapshot/snapshot.js';
 import { parseSnapshotRef } from '../src/store/backup-ref.js';
 import { Datastore } from '../src/store/datastore.js';
@@ -35,6 +36,7 @@ interface Args {
   out: string;
   randomReads: number;
   smallFileReads: number;
+  split: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -45,6 +47,7 @@ function parseArgs(argv: string[]): Args {
     out: '',
     randomReads: 1000,
     smallFileReads: 1000,
+    split: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
@@ -60,13 +63,14 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--out') a.out = resolve(need());
     else if (k === '--random-reads') a.randomReads = Number(need());
     else if (k === '--small-files') a.smallFileReads = Number(need());
+    else if (k === '--split') a.split = true;
     else if (k === '--help' || k === '-h') {
-      process.stdout.write('usage: node dist/bench/run.js [--scale S] [--data-dir DIR] [--cache-size 128M] [--out FILE]\n');
+      process.stdout.write('usage: node dist/bench/run.js [--scale S] [--split] [--data-dir DIR] [--cache-size 128M] [--out FILE] [--random-reads N] [--small-files N]\n');
       process.exit(0);
     } else throw new Error(`unknown option ${k}`);
   }
   if (!(a.scale > 0)) throw new Error('--scale must be a positive number');
-  if (a.out === '') a.out = join(a.dataDir, 'results.json');
+  if (a.out === '') a.out = join(a.dataDir, a.split ? 'results-split.json' : 'results.json');
   return a;
 }
 
@@ -199,7 +203,7 @@ function timed(cmd: string, args: string[]): { ms: number; stdout: string } {
 }
 
 /** Sequential read of a whole file in 1 MiB requests; MB/s (10^6 bytes/s). */
-function sequentialRead(path: string): { bytes: number; seconds: number; mbps: number } {
+function sequentialRead(path: string): Throughput {
   const fd = openSync(path, 'r');
   const buf = Buffer.allocUnsafe(MiB);
   let bytes = 0;
@@ -268,14 +272,22 @@ function readFiles(paths: string[]): Latency {
   return latencyOf(samples);
 }
 
-/** The same sequential read in-process through the library (PxarAccessor -> IndexReadAt), cold chunk cache. */
-async function libraryRead(ds: Dataset, cacheBytes: number): Promise<{ bytes: number; seconds: number; mbps: number }> {
+/** Opens the dataset's archive in-process with a fresh (cold) chunk cache. */
+async function openArchive(ds: Dataset, cacheBytes: number) {
   const { crypt } = await loadKeyFile(ds.keyfile);
   const store = await Datastore.open(ds.store);
   const chunkReader = new ChunkReader(store.chunkStore, { crypt, cacheBytes });
   const snap = await Snapshot.open(store, [], parseSnapshotRef(ds.snapshot), { crypt, chunkReader });
-  const { readAt } = await snap.openIndex(`${ds.archive}.didx`);
-  const acc = await PxarAccessor.open(readAt);
+  const layout = snap.pxarLayout(ds.archive);
+  const main = await snap.openIndex(layout.kind === 'single' ? layout.archive : layout.meta);
+  const payload = layout.kind === 'split' ? await snap.openIndex(layout.payload) : undefined;
+  const acc = await PxarAccessor.open(main.readAt, payload?.readAt);
+  return { store, main, payload, acc };
+}
+
+/** The big file read in-process through the library (PxarAccessor -> IndexReadAt), cold chunk cache. */
+async function libraryRead(ds: Dataset, cacheBytes: number): Promise<Throughput> {
+  const { acc } = await openArchive(ds, cacheBytes);
   const entry = await acc.requirePath(ds.bigFile);
   const size = entry.size ?? 0;
   const block = 4 * MiB;
@@ -286,8 +298,27 @@ async function libraryRead(ds: Dataset, cacheBytes: number): Promise<{ bytes: nu
     if (b.length === 0) break;
     bytes += b.length;
   }
-  const seconds = (nowMs() - t0) / 1000;
-  return { bytes, seconds, mbps: bytes / seconds / 1e6 };
+  return throughput(bytes, nowMs() - t0);
+}
+
+/**
+ * Baseline without pbsfs: the chunk files holding the big file, read whole in index order
+ * (what any reader of this datastore must at least fetch from disk).
+ */
+async function chunkFilesRead(ds: Dataset): Promise<Throughput> {
+  const { store, main, payload, acc } = await openArchive(ds, 0);
+  const entry = await acc.resolve(await acc.requirePath(ds.bigFile));
+  const range = await new ContentReader(main.readAt, payload?.readAt).locate(entry);
+  const index = range.src === payload?.readAt ? payload.index : main.index;
+  const first = index.chunkAt(range.start);
+  const last = index.chunkAt(range.start + range.size - 1);
+  let bytes = 0;
+  const t0 = nowMs();
+  for (let i = first; i <= last; i++) {
+    const hex = index.digest(i).toString('hex');
+    bytes += readFileSync(join(store.root, '.chunks', hex.slice(0, 4), hex)).length;
+  }
+  return throughput(bytes, nowMs() - t0);
 }
 
 interface Row {
@@ -297,11 +328,21 @@ interface Row {
   ok?: boolean;
 }
 
+interface Throughput {
+  bytes: number;
+  seconds: number;
+  mbps: number;
+}
+
+function throughput(bytes: number, ms: number): Throughput {
+  return { bytes, seconds: ms / 1000, mbps: bytes / (ms / 1000) / 1e6 };
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
   mkdirSync(args.dataDir, { recursive: true });
-  const ds = await ensureDataset(args.dataDir, args.scale, log);
+  const ds = await ensureDataset(args.dataDir, args.scale, args.split, log);
   const cacheBytes = parseCache(args.cacheSize);
   const mp = mkdtempSync(join(args.dataDir, 'mnt-'));
   const results: Record<string, unknown> = {
@@ -310,13 +351,13 @@ async function main(): Promise<void> {
     dataset: { ...ds.spec, entries: ds.entries, snapshot: ds.snapshot, backupSeconds: ds.backupSeconds },
     cacheSize: args.cacheSize,
   };
-  const rssPeaks: number[] = [];
-  const withMount = async <T>(fn: (m: Mount) => T | Promise<T>): Promise<T> => {
+  const rss: Record<string, number> = {};
+  const withMount = async <T>(phase: string, fn: (m: Mount) => T | Promise<T>): Promise<T> => {
     const m = await mount(ds, mp, args.cacheSize);
     try {
       const r = await fn(m);
-      const rss = peakRss(m.child.pid);
-      if (rss !== undefined) rssPeaks.push(rss);
+      const peak = peakRss(m.child.pid);
+      if (peak !== undefined) rss[phase] = peak;
       return r;
     } finally {
       await unmount(m);
@@ -324,9 +365,11 @@ async function main(): Promise<void> {
   };
 
   try {
+    results.nodeStartupMs = timed(process.execPath, ['-e', '0']).ms;
+
     // 1. Mount-to-ready, tree walks and du on a fresh, cold mount.
     dropCaches();
-    const tree = await withMount((m) => {
+    const tree = await withMount('tree', (m) => {
       const find1 = timed('find', [m.mountpoint]);
       const find2 = timed('find', [m.mountpoint]);
       const du = timed('du', ['-s', m.mountpoint]);
@@ -339,38 +382,45 @@ async function main(): Promise<void> {
     results.findEntries = tree.found;
     results.duMs = tree.du.ms;
 
-    // 2. Sequential cold read of the big file through FUSE.
+    // 2. What the disk gives: the big file's chunk files, cold.
     dropCaches();
-    const seq = await withMount((m) => sequentialRead(join(m.mountpoint, ds.bigFile)));
-    log(`FUSE sequential read: ${seq.mbps.toFixed(0)} MB/s`);
-    results.fuseSequential = seq;
+    results.chunkFilesCold = await chunkFilesRead(ds);
+    log(`chunk files of the big file, cold: ${(results.chunkFilesCold as Throughput).mbps.toFixed(0)} MB/s`);
 
-    // 3. The same through the library, in-process.
+    // 3. Sequential read of the big file through FUSE: cold, then with the chunk files already in
+    //    the page cache (fresh mount: pbsfs's own work without the disk).
     dropCaches();
-    const lib = await libraryRead(ds, cacheBytes);
-    log(`library sequential read: ${lib.mbps.toFixed(0)} MB/s`);
-    results.librarySequential = lib;
+    results.fuseSequential = await withMount('fuse-sequential-cold', (m) => sequentialRead(join(m.mountpoint, ds.bigFile)));
+    results.fuseSequentialFilesCached = await withMount('fuse-sequential-files-cached', (m) => sequentialRead(join(m.mountpoint, ds.bigFile)));
+    log(`FUSE sequential: ${(results.fuseSequential as Throughput).mbps.toFixed(0)} MB/s cold, ${(results.fuseSequentialFilesCached as Throughput).mbps.toFixed(0)} MB/s with chunk files cached`);
 
-    // 4. Random 4 KiB reads of the big file: cold (fresh mount), then the same offsets warm.
+    // 4. The same through the library, in-process.
+    dropCaches();
+    results.librarySequential = await libraryRead(ds, cacheBytes);
+    results.librarySequentialFilesCached = await libraryRead(ds, cacheBytes);
+    log(`library sequential: ${(results.librarySequential as Throughput).mbps.toFixed(0)} MB/s cold, ${(results.librarySequentialFilesCached as Throughput).mbps.toFixed(0)} MB/s with chunk files cached`);
+
+    // 5. Random 4 KiB reads of the big file: cold (fresh mount), then the same offsets warm.
     const r = rng(12345);
     const pages = Math.floor(ds.spec.bigFileBytes / 4096);
     const offsets = Array.from({ length: args.randomReads }, () => Math.floor(r() * pages) * 4096);
     dropCaches();
-    const rand = await withMount((m) => {
+    const rand = await withMount('random-4k', (m) => {
       const file = join(m.mountpoint, ds.bigFile);
       return { cold: randomReads(file, offsets), warm: randomReads(file, offsets) };
     });
     log(`random 4 KiB: cold p50 ${rand.cold.p50Ms.toFixed(2)} ms p99 ${rand.cold.p99Ms.toFixed(2)} ms; warm p50 ${rand.warm.p50Ms.toFixed(3)} ms p99 ${rand.warm.p99Ms.toFixed(3)} ms`);
     results.random4k = rand;
 
-    // 5. Random small files, cold.
+    // 6. Random small files, cold.
     const pick = Array.from({ length: Math.min(args.smallFileReads, ds.smallFiles.length) }, () => ds.smallFiles[Math.floor(r() * ds.smallFiles.length)]!);
     dropCaches();
-    const small = await withMount((m) => readFiles(pick.map((p) => join(m.mountpoint, p))));
+    const small = await withMount('small-files', (m) => readFiles(pick.map((p) => join(m.mountpoint, p))));
     log(`small files: p50 ${small.p50Ms.toFixed(2)} ms p99 ${small.p99Ms.toFixed(2)} ms, ${small.totalMs.toFixed(0)} ms total`);
     results.smallFiles = small;
 
-    results.peakRssBytes = Math.max(...rssPeaks);
+    results.peakRssByPhase = rss;
+    results.peakRssBytes = Math.max(...Object.values(rss));
     results.dropCaches = dropCachesWorks === true;
   } finally {
     if (isMounted(mp)) spawnSync('umount', ['-l', mp], { stdio: 'ignore' });
@@ -395,38 +445,44 @@ function parseCache(s: string): number {
 
 function printTable(r: Record<string, unknown>, cacheBytes: number): void {
   const num = (k: string): number => r[k] as number;
-  const seq = r.fuseSequential as { mbps: number };
-  const lib = r.librarySequential as { mbps: number };
+  const tp = (k: string): number => (r[k] as Throughput).mbps;
   const rand = r.random4k as { cold: Latency; warm: Latency };
   const small = r.smallFiles as Latency;
   const rss = num('peakRssBytes');
   const rows: Row[] = [
-    { name: 'mount to ready', value: `${num('mountReadyMs').toFixed(0)} ms`, target: '< 500 ms', ok: num('mountReadyMs') < 500 },
+    { name: 'mount to ready (incl. Node startup)', value: `${num('mountReadyMs').toFixed(0)} ms (Node alone: ${num('nodeStartupMs').toFixed(0)} ms)`, target: '< 500 ms', ok: num('mountReadyMs') < 500 },
     { name: `first find (${num('findEntries')} entries)`, value: `${num('findFirstMs').toFixed(0)} ms`, target: '< 1500 ms', ok: num('findFirstMs') < 1500 },
     { name: 'repeated find', value: `${num('findRepeatMs').toFixed(0)} ms`, target: '< 300 ms', ok: num('findRepeatMs') < 300 },
     { name: 'du -s', value: `${num('duMs').toFixed(0)} ms`, target: '< 1000 ms', ok: num('duMs') < 1000 },
-    { name: 'sequential cold read, FUSE', value: `${seq.mbps.toFixed(0)} MB/s`, target: '>= 500 MB/s', ok: seq.mbps >= 500 },
-    { name: 'sequential cold read, library', value: `${lib.mbps.toFixed(0)} MB/s`, target: '-' },
+    { name: 'disk baseline: chunk files, cold', value: `${tp('chunkFilesCold').toFixed(0)} MB/s`, target: '-' },
+    { name: 'sequential cold read, FUSE', value: `${tp('fuseSequential').toFixed(0)} MB/s`, target: '>= 500 MB/s', ok: tp('fuseSequential') >= 500 },
+    { name: 'sequential read, FUSE, chunk files cached', value: `${tp('fuseSequentialFilesCached').toFixed(0)} MB/s`, target: '-' },
+    { name: 'sequential cold read, library', value: `${tp('librarySequential').toFixed(0)} MB/s`, target: '-' },
+    { name: 'sequential read, library, chunk files cached', value: `${tp('librarySequentialFilesCached').toFixed(0)} MB/s`, target: '-' },
     { name: 'random 4 KiB cold p50 / p99', value: `${rand.cold.p50Ms.toFixed(2)} / ${rand.cold.p99Ms.toFixed(2)} ms`, target: 'p50 < 5 ms', ok: rand.cold.p50Ms < 5 },
     { name: 'random 4 KiB warm p50 / p99', value: `${rand.warm.p50Ms.toFixed(3)} / ${rand.warm.p99Ms.toFixed(3)} ms`, target: 'p50 < 0.1 ms', ok: rand.warm.p50Ms < 0.1 },
-    { name: `${small.count} random small files p50 / p99`, value: `${small.p50Ms.toFixed(2)} / ${small.p99Ms.toFixed(2)} ms (${small.totalMs.toFixed(0)} ms total)`, target: '-' },
+    { name: `${small.count} random small files, cold, p50 / p99`, value: `${small.p50Ms.toFixed(2)} / ${small.p99Ms.toFixed(2)} ms (${(small.totalMs / 1000).toFixed(1)} s total)`, target: '-' },
     {
-      name: 'peak RSS of the mount process',
+      name: 'peak RSS of the mount process (max of phases)',
       value: `${(rss / MiB).toFixed(1)} MiB`,
       target: `< ${(64 + cacheBytes / MiB).toFixed(0)} MiB (64 MiB + cache)`,
       ok: rss < 64 * MiB + cacheBytes,
     },
   ];
-  const w = [0, 0, 0];
+  const byPhase = r.peakRssByPhase as Record<string, number>;
   const cells = rows.map((x) => [x.name, x.value, x.target, x.ok === undefined ? '' : x.ok ? 'ok' : 'MISSED']);
-  for (const c of [['Measurement', 'Value', 'Target', ''], ...cells]) c.slice(0, 3).forEach((s, i) => (w[i] = Math.max(w[i]!, s.length)));
-  const line = (c: string[]): string => c.map((s, i) => (i < 3 ? s.padEnd(w[i]!) : s)).join('  ').trimEnd();
-  const ds = r.dataset as { bigFileBytes: number; textFileBytes: number; smallDirs: number; smallFilesPerDir: number };
+  const w = [0, 0, 0];
+  for (const c of [['Measurement', 'Value', 'Target', ''], ...cells]) c.slice(0, 3).forEach((v, i) => (w[i] = Math.max(w[i]!, v.length)));
+  const line = (c: string[]): string => c.map((v, i) => (i < 3 ? v.padEnd(w[i]!) : v)).join('  ').trimEnd();
+  const ds = r.dataset as { bigFileBytes: number; textFileBytes: number; smallDirs: number; smallFilesPerDir: number; split: boolean };
   process.stdout.write(
     [
-      `pbsfs mount benchmark: ${ds.bigFileBytes / MiB} MiB incompressible + ${ds.textFileBytes / MiB} MiB text + ${ds.smallDirs * ds.smallFilesPerDir} small files in ${ds.smallDirs} dirs, encrypted; cache ${(cacheBytes / MiB).toFixed(0)} MiB; page cache dropped between runs: ${r.dropCaches ? 'yes' : 'no (not permitted)'}`,
+      `pbsfs mount benchmark: ${ds.bigFileBytes / MiB} MiB incompressible + ${ds.textFileBytes / MiB} MiB text + ${ds.smallDirs * ds.smallFilesPerDir} small files in ${ds.smallDirs} dirs, encrypted, ${ds.split ? 'split (.mpxar/.ppxar)' : 'unified .pxar'} archive; cache ${(cacheBytes / MiB).toFixed(0)} MiB; caches dropped before cold runs: ${r.dropCaches ? 'yes' : 'no (not permitted)'}`,
       line(['Measurement', 'Value', 'Target', '']),
       ...cells.map(line),
+      `peak RSS by phase: ${Object.entries(byPhase)
+        .map(([k, v]) => `${k} ${(v / MiB).toFixed(0)} MiB`)
+        .join(', ')}`,
     ].join('\n') + '\n',
   );
 }
