@@ -36,4 +36,9 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 npm run build --silent
+chmod +x dist/src/cli/main.js
+# Put `pbsfs` on PATH (what the demo and the README's commands call), pointing at this checkout.
+if [ "$(id -u)" -eq 0 ] && [ -d /usr/local/bin ]; then
+  ln -sfn "$PWD/dist/src/cli/main.js" /usr/local/bin/pbsfs
+fi
 echo "setup: done ($(node --version), $(node -e "import('./dist/native-shims/zstd.js').then(m=>console.log('zstd via '+m.zstdBackendName()))"))"
