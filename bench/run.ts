@@ -12,6 +12,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureDataset, type Dataset } from './dataset.js';
@@ -348,6 +349,8 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
     node: process.version,
+    cpu: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown'}`,
+    loadAverageAtStart: loadavg(),
     dataset: { ...ds.spec, entries: ds.entries, snapshot: ds.snapshot, backupSeconds: ds.backupSeconds },
     cacheSize: args.cacheSize,
   };
@@ -419,6 +422,7 @@ async function main(): Promise<void> {
     log(`small files: p50 ${small.p50Ms.toFixed(2)} ms p99 ${small.p99Ms.toFixed(2)} ms, ${small.totalMs.toFixed(0)} ms total`);
     results.smallFiles = small;
 
+    results.loadAverageAtEnd = loadavg();
     results.peakRssByPhase = rss;
     results.peakRssBytes = Math.max(...Object.values(rss));
     results.dropCaches = dropCachesWorks === true;
@@ -480,6 +484,7 @@ function printTable(r: Record<string, unknown>, cacheBytes: number): void {
       `pbsfs mount benchmark: ${ds.bigFileBytes / MiB} MiB incompressible + ${ds.textFileBytes / MiB} MiB text + ${ds.smallDirs * ds.smallFilesPerDir} small files in ${ds.smallDirs} dirs, encrypted, ${ds.split ? 'split (.mpxar/.ppxar)' : 'unified .pxar'} archive; cache ${(cacheBytes / MiB).toFixed(0)} MiB; caches dropped before cold runs: ${r.dropCaches ? 'yes' : 'no (not permitted)'}`,
       line(['Measurement', 'Value', 'Target', '']),
       ...cells.map(line),
+      `load average at start / end: ${(r.loadAverageAtStart as number[])[0]!.toFixed(2)} / ${(r.loadAverageAtEnd as number[])[0]!.toFixed(2)} (other work on the machine skews the figures)`,
       `peak RSS by phase: ${Object.entries(byPhase)
         .map(([k, v]) => `${k} ${(v / MiB).toFixed(0)} MiB`)
         .join(', ')}`,
