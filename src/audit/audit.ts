@@ -21,6 +21,9 @@ import {
 import { formatNamespace, formatSnapshotRef, snapshotRelPath, type Namespace } from '../store/backup-ref.js';
 import type { Datastore, SnapshotInfo } from '../store/datastore.js';
 
+/** Manifest reads in flight at once. */
+const MANIFEST_CONCURRENCY = 16;
+
 /** The file name upstream gives the master-key recovery blob. */
 export const RECOVERY_BLOB_NAME = 'rsa-encrypted.key.blob';
 
@@ -235,10 +238,18 @@ export async function auditDatastore(ds: Datastore, opts: AuditOptions = {}): Pr
   };
   const namespaces: Namespace[] = [scope, ...(await ds.listNamespaces(scope, onSkip))];
 
-  const snapshots: AuditSnapshot[] = [];
-  for (const ns of namespaces) {
-    for (const s of await ds.listSnapshots(ns, undefined, onSkip)) snapshots.push(await auditSnapshot(ds, s, crypt));
-  }
+  const infos: SnapshotInfo[] = [];
+  for (const ns of namespaces) infos.push(...(await ds.listSnapshots(ns, undefined, onSkip)));
+  // Manifests are small and independent: read a few at a time, keep the listing order.
+  const snapshots: AuditSnapshot[] = new Array<AuditSnapshot>(infos.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < infos.length) {
+      const i = next++;
+      snapshots[i] = await auditSnapshot(ds, infos[i]!, crypt);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(MANIFEST_CONCURRENCY, infos.length) }, worker));
 
   // Backup groups: do their snapshots agree on key and mode?
   const groupMap = new Map<string, { g: AuditGroup; keys: Set<string>; modes: Set<SnapshotCryptMode> }>();
