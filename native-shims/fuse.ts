@@ -10,7 +10,7 @@
  * Nothing here runs unless a command mounts or unmounts, so other commands never touch FUSE.
  */
 import { spawn } from 'node:child_process';
-import { constants, openSync, closeSync, statSync, readFileSync, existsSync } from 'node:fs';
+import { constants, openSync, closeSync, statSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 export class FuseSetupError extends Error {}
@@ -123,6 +123,8 @@ export interface MountInfo {
   mountpoint: string;
   fstype: string;
   source: string;
+  /** "major:minor" of the mount's device. */
+  dev: string;
 }
 
 function unescapeMountField(s: string): string {
@@ -144,9 +146,27 @@ export function findMount(path: string): MountInfo | undefined {
     const sep = parts.indexOf('-');
     if (parts.length < 10 || sep < 0) continue;
     const mp = unescapeMountField(parts[4]!);
-    if (mp === abs) found = { mountpoint: mp, fstype: parts[sep + 1]!, source: unescapeMountField(parts[sep + 2]!) };
+    if (mp === abs) found = { mountpoint: mp, fstype: parts[sep + 1]!, source: unescapeMountField(parts[sep + 2]!), dev: parts[2]! };
   }
   return found; // the last one listed is the one on top
+}
+
+/**
+ * Raises the kernel's read-ahead window of a mount (its backing-device info), best effort. The
+ * FUSE default (128 KiB) makes a sequential reader wait for every 128 KiB; a window of several
+ * MiB lets the kernel keep more reads in flight, which a chunked backup source needs.
+ * Reads the device number from /proc/self/mountinfo: the mount itself is not touched (this
+ * process may be the one serving it).
+ */
+export function setReadAheadKb(mountpoint: string, kb: number): boolean {
+  const m = findMount(mountpoint);
+  if (m === undefined) return false;
+  try {
+    writeFileSync(`/sys/class/bdi/${m.dev}/read_ahead_kb`, String(kb));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Device number of a path; undefined when stat fails (e.g. ENOTCONN on a dead FUSE mount). */

@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { IoError, NotFoundError, UsageError } from '../errors.js';
-import { closeFuseDevice, findMount, kernelMount, kernelUnmount, openFuseDevice, FuseSetupError } from '../../native-shims/fuse.js';
+import { closeFuseDevice, findMount, kernelMount, kernelUnmount, openFuseDevice, setReadAheadKb, FuseSetupError } from '../../native-shims/fuse.js';
 import type { VfsCore } from '../vfs/core.js';
 import { FuseAdapter } from './adapter.js';
 import { FuseSession } from './session.js';
@@ -16,6 +16,8 @@ export interface MountOptions {
   /** Shown as the source in /proc/mounts. */
   source?: string;
   log?: (line: string) => void;
+  /** Kernel read-ahead window for the mount in KiB (default 4096). */
+  readAheadKb?: number;
 }
 
 export interface MountedFs {
@@ -72,6 +74,8 @@ export async function mountCore(core: VfsCore, mountpoint: string, o: MountOptio
     throw new IoError(e instanceof Error ? e.message : String(e), { file: abs });
   }
   await initialised;
+  // Backup data is read in chunks of MiBs: let the kernel read ahead that far (root only; best effort).
+  setReadAheadKb(abs, o.readAheadKb ?? 4096);
   const done = session.done.then(() => closeFuseDevice(fd));
   return {
     mountpoint: abs,

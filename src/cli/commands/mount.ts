@@ -24,7 +24,10 @@ import { readFileSync, writeSync, closeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
+import { availableParallelism } from 'node:os';
 import { ChunkReader } from '../../chunks/chunk-reader.js';
+import type { ChunkDecoder } from '../../chunks/chunk-decoder.js';
+import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
 import { CryptConfig } from '../../crypto/crypt-config.js';
 import { loadKeyFile } from '../../crypto/key-config.js';
 import { childProcessEnv, getPassphrase } from '../../crypto/passphrase.js';
@@ -63,6 +66,8 @@ export interface MountPlan {
   stats: boolean;
   debug: boolean;
   nlinkScan: 'auto' | 'scan' | 'off';
+  /** Worker threads decoding chunks; 0 decodes on the main thread. */
+  decodeThreads: number;
   /** The decrypted --keyfile key (hex). */
   keyHex?: string;
   /** Passphrase of the --master-keyfile PEM. */
@@ -80,6 +85,13 @@ interface MountCliOptions {
   daemonChild?: boolean;
 }
 
+function decodeThreadsSetting(): number {
+  const v = process.env.PBSFS_DECODE_THREADS;
+  if (v === undefined) return availableParallelism() >= 2 ? Math.min(4, availableParallelism() - 1) : 0;
+  if (!/^\d+$/.test(v) || Number(v) > 16) throw new UsageError(`PBSFS_DECODE_THREADS must be 0..16, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
 function nlinkScanSetting(): 'auto' | 'scan' | 'off' {
   const v = process.env.PBSFS_NLINK_SCAN ?? 'auto';
   if (v !== 'auto' && v !== 'scan' && v !== 'off') throw new UsageError(`PBSFS_NLINK_SCAN must be auto, scan or off, got ${JSON.stringify(v)}`);
@@ -95,15 +107,29 @@ function parseId(v: string | undefined, what: string): number | undefined {
 /** The chunk readers of this mount, one per key (one cache bound for each). */
 class Readers {
   private readonly byKey = new Map<string, ChunkReader>();
+  private pool: WorkerPoolDecoder | undefined;
   constructor(
     private readonly ds: Datastore,
     private readonly cacheBytes: number,
+    private readonly decodeThreads: number,
   ) {}
+  /** Chunk decoding off the thread that answers the kernel (started on first use). */
+  private readonly decoder: ChunkDecoder = (raw, job) => {
+    this.pool ??= new WorkerPoolDecoder({ threads: this.decodeThreads });
+    return this.pool.decoder(raw, job);
+  };
+  async close(): Promise<void> {
+    await this.pool?.close();
+  }
   get(crypt: CryptConfig | undefined): ChunkReader {
     const k = crypt ? crypt.fingerprint.toString('hex') : 'none';
     let r = this.byKey.get(k);
     if (!r) {
-      r = new ChunkReader(this.ds.chunkStore, { ...(crypt ? { crypt } : {}), cacheBytes: this.cacheBytes });
+      r = new ChunkReader(this.ds.chunkStore, {
+        ...(crypt ? { crypt } : {}),
+        cacheBytes: this.cacheBytes,
+        ...(this.decodeThreads > 0 ? { decoder: this.decoder } : {}),
+      });
       this.byKey.set(k, r);
     }
     return r;
@@ -127,7 +153,7 @@ interface BuiltRoot {
 async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
   const ds = await Datastore.open(plan.repository);
   const ns: Namespace = parseNamespace(plan.ns ?? '');
-  const readers = new Readers(ds, plan.cacheBytes);
+  const readers = new Readers(ds, plan.cacheBytes, plan.decodeThreads);
   const fileKey = plan.keyHex !== undefined ? CryptConfig.fromKey(Buffer.from(plan.keyHex, 'hex')) : undefined;
   let keySource: KeySource | undefined;
   if (plan.masterKeyfile !== undefined) {
@@ -205,6 +231,7 @@ export async function runMount(plan: MountPlan, onReady: () => void): Promise<vo
   process.on('SIGHUP', () => undefined);
   onReady();
   await m.done;
+  await built.readers.close();
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
   if (plan.stats) process.stderr.write(`pbsfs: statistics for ${plan.mountpoint}\n${formatStats(core.statsSnapshot())}\n`);
@@ -341,6 +368,7 @@ export function register(program: Command): void {
           stats: Boolean(opts.stats),
           debug: g.debug,
           nlinkScan: nlinkScanSetting(),
+          decodeThreads: decodeThreadsSetting(),
         };
         // The key is unlocked here, on the user's terminal; the child gets the result.
         if (plan.keyfile !== undefined) plan.keyHex = (await loadKeyFile(plan.keyfile)).crypt.encKey.toString('hex');
