@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
 import { ChunkReader } from '../../chunks/chunk-reader.js';
-import type { ChunkDecoder } from '../../chunks/chunk-decoder.js';
+import { inlineChunkDecoder, type ChunkDecoder } from '../../chunks/chunk-decoder.js';
 import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
 import { CryptConfig } from '../../crypto/crypt-config.js';
 import { loadKeyFile } from '../../crypto/key-config.js';
@@ -104,6 +104,36 @@ function parseId(v: string | undefined, what: string): number | undefined {
   return Number(v);
 }
 
+/**
+ * Keeps the decoded all-zero chunks of disk images (an image's unused space is one digest
+ * repeated thousands of times) outside the LRU, so that streaming a large image never evicts and
+ * re-decrypts them. A zero chunk is recognised by its tiny stored form and verified once; later
+ * requests with byte-identical stored bytes get the pinned plaintext. At most 8 are kept (one
+ * per chunk size and key in practice).
+ */
+export function pinZeroChunks(inner: ChunkDecoder): ChunkDecoder {
+  const pinned = new Map<string, { raw: Buffer; plain: Buffer }>();
+  return async (raw, job) => {
+    const key = job.digest.toString('hex');
+    const hit = pinned.get(key);
+    if (hit !== undefined && hit.raw.equals(raw)) return hit.plain;
+    const plain = await inner(raw, job);
+    if (raw.length < 4096 && plain.length >= 65536 && pinned.size < 8 && isAllZero(plain)) {
+      pinned.set(key, { raw: Buffer.from(raw), plain });
+    }
+    return plain;
+  };
+}
+
+const ZEROS = Buffer.alloc(65536);
+function isAllZero(b: Buffer): boolean {
+  for (let off = 0; off < b.length; off += ZEROS.length) {
+    const n = Math.min(ZEROS.length, b.length - off);
+    if (!b.subarray(off, off + n).equals(ZEROS.subarray(0, n))) return false;
+  }
+  return true;
+}
+
 /** The chunk readers of this mount, one per key (one cache bound for each). */
 class Readers {
   private readonly byKey = new Map<string, ChunkReader>();
@@ -114,10 +144,11 @@ class Readers {
     private readonly decodeThreads: number,
   ) {}
   /** Chunk decoding off the thread that answers the kernel (started on first use). */
-  private readonly decoder: ChunkDecoder = (raw, job) => {
+  private readonly decoder: ChunkDecoder = pinZeroChunks((raw, job) => {
+    if (this.decodeThreads === 0) return inlineChunkDecoder(raw, job);
     this.pool ??= new WorkerPoolDecoder({ threads: this.decodeThreads });
     return this.pool.decoder(raw, job);
-  };
+  });
   async close(): Promise<void> {
     await this.pool?.close();
   }
@@ -128,7 +159,7 @@ class Readers {
       r = new ChunkReader(this.ds.chunkStore, {
         ...(crypt ? { crypt } : {}),
         cacheBytes: this.cacheBytes,
-        ...(this.decodeThreads > 0 ? { decoder: this.decoder } : {}),
+        decoder: this.decoder,
       });
       this.byKey.set(k, r);
     }
