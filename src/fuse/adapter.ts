@@ -79,11 +79,23 @@ export class FuseAdapter {
     } catch (e) {
       const name = errnoOf(e);
       if (!(e instanceof PbsfsError) && (e as NodeJS.ErrnoException | undefined)?.code === undefined) {
-        this.opts.log?.(`pbsfs: internal error in request ${h.opcode}: ${e instanceof Error ? e.message : String(e)}`);
+        this.logOnce(`pbsfs: internal error in request ${h.opcode}: ${e instanceof Error ? e.message : String(e)}`);
+      } else if (name === 'EIO' && h.opcode !== Op.READ) {
+        // Read errors are reported by the core; this covers e.g. an archive that cannot be
+        // opened (no key, damaged index), which the user otherwise sees only as EIO.
+        this.logOnce(`pbsfs: ${e instanceof Error ? e.message : String(e)}`);
       }
       return -errnoNumber(name);
     }
   };
+
+  private readonly logged = new Set<string>();
+  private logOnce(line: string): void {
+    if (this.logged.has(line)) return;
+    if (this.logged.size > 1000) this.logged.clear();
+    this.logged.add(line);
+    (this.opts.log ?? ((l: string) => process.stderr.write(l + '\n')))(line);
+  }
 
   private async handle(h: InHeader, body: Buffer): Promise<FuseReply> {
     const core = this.core;

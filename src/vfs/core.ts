@@ -143,6 +143,17 @@ export interface VfsCounters {
 
 export const ROOT_ID = 1;
 
+const KIND_BITS: Record<VfsNode['kind'], number> = {
+  directory: 0o040000,
+  file: 0o100000,
+  symlink: 0o120000,
+  chardev: 0o020000,
+  blockdev: 0o060000,
+  fifo: 0o010000,
+  socket: 0o140000,
+};
+const UNKNOWN_ATTR: VfsStat = { ino: 0x7fffffff, mode: 0, nlink: 1, uid: 0, gid: 0, size: 0, blocks: 0, mtimeSec: 0, mtimeNsec: 0, rdev: 0 };
+
 export class VfsCore {
   private readonly inodes = new Map<number, InodeEntry>();
   private readonly byKey = new Map<string, number>();
@@ -330,12 +341,18 @@ export class VfsCore {
     const parentEntry = this.inodes.get(dir.parent) ?? dir;
     const parentAttr = await this.attrOf(parentEntry);
     // Stat children concurrently (archive nodes may need I/O), then take references in order.
+    // One entry whose attributes cannot be read (damage) must not hide the whole directory: it
+    // is listed without attributes (node id 0), and looking it up reports the error.
     const resolved = await Promise.all(
       picked.map(async (p) => {
         if (p.node === undefined) return undefined;
-        if (plus) return this.enter(dir, p.name, p.node);
-        const st = await p.node.stat();
-        return { nodeid: 0, attr: this.present(st, 0) };
+        try {
+          if (plus) return await this.enter(dir, p.name, p.node);
+          const st = await p.node.stat();
+          return { nodeid: 0, attr: this.present(st, 0) };
+        } catch {
+          return { nodeid: 0, attr: { ...UNKNOWN_ATTR, mode: KIND_BITS[p.node.kind] } };
+        }
       }),
     );
     picked.forEach((p, i) => {

@@ -5,6 +5,8 @@ import { BufferReadAt } from '../../src/io/read-at.js';
 import { coreDriver } from '../helpers/fs-driver.js';
 import { defineBehaviourSuite, memoryTree } from '../helpers/memory-suite.js';
 import { mem } from '../helpers/memory-tree.js';
+import { IntegrityError } from '../../src/errors.js';
+import type { VfsNode } from '../../src/vfs/types.js';
 
 describe('VfsCore behaviour (direct)', () => {
   const logs: string[] = [];
@@ -69,6 +71,28 @@ describe('VfsCore', () => {
     const fb = await d.lstat(Buffer.from('b/f'));
     expect(fa.ino).not.toBe(fb.ino);
     expect((await d.read(Buffer.from('b/f'), 0, 9)).toString()).toBe('b');
+  });
+
+  it('lists a directory even when one entry cannot be stat()ed, and reports that entry on lookup', async () => {
+    const broken: VfsNode = {
+      kind: 'file',
+      stat: async () => {
+        throw new IntegrityError('damaged entry', { file: 'a.didx' });
+      },
+      listxattr: async () => [],
+      getxattr: async () => undefined,
+    };
+    const root = new LazyDir(async () => [
+      { name: Buffer.from('ok'), node: mem({ data: Buffer.from('x') }) },
+      { name: Buffer.from('bad'), node: broken },
+    ]);
+    const core = new VfsCore(root);
+    const dh = await core.opendir(ROOT_ID);
+    const list = await core.readdir(dh, 0, true, () => true);
+    expect(list.map((e) => e.name.toString())).toEqual(['.', '..', 'bad', 'ok']);
+    expect(list[2]!.nodeid).toBe(0);
+    expect(list[2]!.attr.mode).toBe(0o100000);
+    await expect(core.lookup(ROOT_ID, Buffer.from('bad'))).rejects.toMatchObject({ errno: 'EIO' });
   });
 
   it('prefetches ahead of sequential readers only', async () => {
