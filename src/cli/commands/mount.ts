@@ -45,9 +45,14 @@ import type { PxarTreeOptions } from '../../vfs/pxar-tree.js';
 import { action, globalOptions, requireRepository } from '../context.js';
 import { KeySource } from '../snapshot-args.js';
 
-// The mount process keeps one thread-pool thread blocked reading /dev/fuse and reads chunk files
-// through the pool too: give it room (only effective before the pool's first use).
-process.env.UV_THREADPOOL_SIZE ??= '16';
+/**
+ * The mount process keeps one thread-pool thread blocked reading /dev/fuse and reads chunk files
+ * through the pool too: give it room. Effective only before the pool's first use, so it is set
+ * first thing in the command (and in the daemon child's environment).
+ */
+function widenThreadPool(): void {
+  process.env.UV_THREADPOOL_SIZE ??= '16';
+}
 
 /** Everything the mounting process needs; sent to a daemon child over a pipe. */
 export interface MountPlan {
@@ -369,6 +374,7 @@ export function register(program: Command): void {
     .addOption(new Option('--daemon-child').hideHelp())
     .action(
       action(async (args: string[], opts: MountCliOptions, cmd: Command) => {
+        widenThreadPool();
         if (opts.daemonChild) {
           await daemonChild();
           return;
