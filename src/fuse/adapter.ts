@@ -204,8 +204,8 @@ export class FuseAdapter {
     out.writeUInt32LE(this.minor, 4);
     out.writeUInt32LE(maxReadahead, 8);
     out.writeUInt32LE(flags, 12);
-    out.writeUInt16LE(64, 16); // max_background: concurrent async reads the kernel may queue
-    out.writeUInt16LE(48, 18); // congestion_threshold
+    out.writeUInt16LE(16, 16); // max_background: async requests (reads, read-ahead) the kernel keeps in flight
+    out.writeUInt16LE(12, 18); // congestion_threshold
     out.writeUInt32LE(MAX_WRITE, 20);
     out.writeUInt32LE(1, 24); // time_gran: timestamps are exact to the nanosecond
     out.writeUInt16LE(MAX_PAGES, 28);

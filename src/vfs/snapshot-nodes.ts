@@ -83,7 +83,7 @@ export class DeferredDir implements VfsNode {
 
 /** Prefetches the chunks of an index stream covering [offset, offset+length). */
 export function prefetchIndexRange(src: ReadAt, offset: number, length: number): void {
-  const r = src as IndexReadAt;
+  const r = ((src as { inner?: IndexReadAt }).inner ?? src) as IndexReadAt;
   if (typeof r.chunk !== 'function' || r.index === undefined) return;
   const end = Math.min(r.size, offset + length);
   if (end <= offset) return;
@@ -92,12 +92,33 @@ export function prefetchIndexRange(src: ReadAt, offset: number, length: number):
   for (let i = first; i <= last; i++) r.chunk(i).catch(() => undefined);
 }
 
+/**
+ * Reads of an index stream that fall inside one chunk return a view of the cached chunk instead
+ * of a copy: a sequential reader of an image then allocates nothing per 1 MiB kernel read.
+ */
+export function zeroCopyIndexReader(r: IndexReadAt): ReadAt & { inner: IndexReadAt } {
+  return {
+    name: r.name,
+    size: r.size,
+    inner: r,
+    async readAt(offset: number, length: number): Promise<Buffer> {
+      const end = Math.min(r.size, offset + length);
+      if (!Number.isSafeInteger(offset) || offset < 0 || end <= offset) return r.readAt(offset, length);
+      const i = r.index.chunkAt(offset);
+      const range = r.index.chunkRange(i);
+      if (end > range.end) return r.readAt(offset, length);
+      const chunk = await r.chunk(i);
+      return chunk.subarray(offset - range.start, end - range.start);
+    },
+  };
+}
+
 /** A file over an index archive (disk image, catalog, ...): size from the manifest. */
 export function indexFileNode(snapshot: Snapshot, filename: string, size: number): VfsNode {
   let opened: Promise<ReadAt> | undefined;
   const open = (): Promise<ReadAt> => {
     if (opened === undefined) {
-      const p = snapshot.openIndex(filename).then((o) => o.readAt as ReadAt);
+      const p = snapshot.openIndex(filename).then((o) => zeroCopyIndexReader(o.readAt));
       p.catch(() => {
         if (opened === p) opened = undefined;
       });
