@@ -190,6 +190,37 @@ describe('corruption', () => {
   });
 });
 
+describe('daemon log file', () => {
+  it('--log-file receives the read-error line of a daemonized mount', async () => {
+    const tmp = await dir({ unsafeCleanup: true });
+    try {
+      const store = join(tmp.path, 'store');
+      cpSync(datastoreDir, store, { recursive: true });
+      const v = plainVm.files['drive-scsi0.img.fidx']!;
+      const bad = v.chunks.find((c) => !c.all_zero)!;
+      const chunkFile = join(store, '.chunks', bad.digest.slice(0, 4), bad.digest);
+      const raw = readFileSync(chunkFile);
+      raw[Math.floor(raw.length / 2)]! ^= 0x01;
+      writeFileSync(chunkFile, raw);
+      const log = join(tmp.path, 'mount.log');
+      const mp = await mount(['--repository', store, 'mount', '--log-file', log, plainVm.path, 'MP']);
+      const code = await readRange(join(mp, 'drive-scsi0.img'), bad.start, 4096).then(
+        () => 'OK',
+        (e: NodeJS.ErrnoException) => e.code,
+      );
+      expect(code).toBe('EIO');
+      await new Promise((r) => setTimeout(r, 200));
+      const text = readFileSync(log, 'utf8');
+      expect(text).toContain('/drive-scsi0.img');
+      expect(text).toContain(bad.digest);
+      expect(statSync(log).mode & 0o777).toBe(0o600);
+    } finally {
+      tracker.cleanup();
+      await tmp.cleanup();
+    }
+  });
+});
+
 describe('mount lifecycle', () => {
   it('refuses writes with EROFS; --uid/--gid/--allow-other apply', async () => {
     const mp = await mount(['--repository', datastoreDir, 'mount', '--uid', '1234', '--gid', '5678', '--allow-other', plainVm.path, 'MP']);

@@ -20,7 +20,7 @@
  * and unified archives up to 64 MiB (see vfs/pxar-tree.ts); 'off' keeps browsing strictly lazy.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeSync, closeSync } from 'node:fs';
+import { readFileSync, writeSync, closeSync, openSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
@@ -31,7 +31,7 @@ import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
 import { CryptConfig } from '../../crypto/crypt-config.js';
 import { loadKeyFile } from '../../crypto/key-config.js';
 import { childProcessEnv, getPassphrase } from '../../crypto/passphrase.js';
-import { PbsfsError, UsageError, isPbsfsError } from '../../errors.js';
+import { PbsfsError, UsageError, fromSystemError, isPbsfsError } from '../../errors.js';
 import { checkMountpoint, mountCore } from '../../fuse/mount.js';
 import { Snapshot } from '../../snapshot/snapshot.js';
 import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
@@ -87,6 +87,7 @@ interface MountCliOptions {
   gid?: string;
   foreground?: boolean;
   stats?: boolean;
+  logFile?: string;
   daemonChild?: boolean;
 }
 
@@ -321,11 +322,20 @@ class ChildFailed extends PbsfsError {
 }
 
 /** Starts the daemon child and waits for its outcome. */
-async function daemonize(plan: MountPlan): Promise<void> {
+async function daemonize(plan: MountPlan, logFile: string | undefined): Promise<void> {
   const script = fileURLToPath(new URL('../main.js', import.meta.url));
   const env = { ...childProcessEnv(), UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '16' };
-  // Runtime messages (read errors) reach the terminal the mount was started from, if any.
-  const errTarget = process.stderr.isTTY ? 'inherit' : 'ignore';
+  // Runtime messages (read errors) go to --log-file, else to the terminal the mount was started
+  // from. A non-terminal stderr (a pipe) is not inherited: a caller reading it to EOF would hang
+  // for as long as the mount lives.
+  let errTarget: 'inherit' | 'ignore' | number = process.stderr.isTTY ? 'inherit' : 'ignore';
+  if (logFile !== undefined) {
+    try {
+      errTarget = openSync(logFile, 'a', 0o600);
+    } catch (e) {
+      throw fromSystemError(e, logFile, 'cannot open the log file');
+    }
+  }
   const child = spawn(process.execPath, [script, 'mount', '--daemon-child'], {
     detached: true,
     stdio: ['ignore', 'ignore', errTarget, 'pipe', 'pipe'],
@@ -355,6 +365,7 @@ async function daemonize(plan: MountPlan): Promise<void> {
     child.on('error', (e) => resolveOutcome({ ok: false, message: `cannot start the mount process: ${e.message}`, exitCode: 1 }));
   });
   (statusPipe as unknown as { destroy(): void }).destroy();
+  if (typeof errTarget === 'number') closeSync(errTarget);
   child.unref();
   if (!outcome.ok) throw new ChildFailed(outcome.message ?? 'mount failed', outcome.exitCode ?? 1);
 }
@@ -371,6 +382,7 @@ export function register(program: Command): void {
     .option('--gid <gid>', 'show every file as owned by this gid')
     .option('--foreground', 'stay attached to the terminal (Ctrl-C unmounts)')
     .option('--stats', 'print chunk and read counters at unmount')
+    .option('--log-file <path>', 'append the mount process\'s messages (read errors, statistics) to this file')
     .addOption(new Option('--daemon-child').hideHelp())
     .action(
       action(async (args: string[], opts: MountCliOptions, cmd: Command) => {
@@ -416,7 +428,7 @@ export function register(program: Command): void {
           );
           return;
         }
-        await daemonize(plan);
+        await daemonize(plan, opts.logFile !== undefined ? resolve(opts.logFile) : undefined);
       }),
     );
 }
