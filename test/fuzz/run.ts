@@ -89,10 +89,16 @@ async function child(o: ReturnType<typeof parseArgs>): Promise<void> {
   const mark = Buffer.alloc(8);
   const skip = new Set(o.skip);
   const counts: Record<string, number> = {};
+  // Big transient buffers (a decompression bomb stopped at its limit) are garbage at once, but V8
+  // may collect them late: collect when RSS passes a share of the limit, so that the parent's
+  // RSS watchdog reports real growth (a leak or one huge input), not collection lag.
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const gcAt = o.memMb * 0.35 * 1024 * 1024;
   const send = (m: ChildMessage): Promise<void> => new Promise((resolve) => process.send!(m, () => resolve()));
   try {
     for (let i = o.start; i < o.end; i++) {
       if (skip.has(i)) continue;
+      if (gc !== undefined && (i & 7) === 0 && process.memoryUsage.rss() > gcAt) gc();
       mark.writeDoubleLE(i, 0);
       writeSync(fd, mark, 0, 8, 0);
       const input = makeInput(target.name, prepared, o.seed, i);
@@ -155,8 +161,8 @@ function runChild(
     writeSync(fd, Buffer.alloc(8));
     const self = fileURLToPath(import.meta.url);
     const args = ['--child', '--target', target.name, '--seed', String(o.seed), '--start', String(start), '--end', String(o.iterations),
-      '--timeout-ms', String(o.timeoutMs), '--progress', progress, '--skip', skip.join(',')];
-    const c = fork(self, args, { execArgv: [`--max-old-space-size=${Math.max(256, Math.floor(o.memMb / 2))}`], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      '--timeout-ms', String(o.timeoutMs), '--mem-mb', String(o.memMb), '--progress', progress, '--skip', skip.join(',')];
+    const c = fork(self, args, { execArgv: ['--expose-gc', `--max-old-space-size=${Math.max(256, Math.floor(o.memMb / 2))}`], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let last = { upTo: start, counts: {} as Record<string, number> };
     let done: Record<string, number> | undefined;
     let seen = -1;
