@@ -16,8 +16,8 @@ import { LRUCache } from 'lru-cache';
 import { FormatError, LimitError, NotFoundError, UsageError } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
 import { ContentReader } from './content.js';
-import { FORMAT_VERSION_SIZE, GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
-import { ItemReader, NeedMore, decodeChild, decodeChildSync, decodeEntryBody, entryFromBody } from './items.js';
+import { GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
+import { ItemReader, NeedMore, decodeChild, decodeChildSync, decodeEntryBody, entryFromBody, readArchiveStart } from './items.js';
 import { pxarHashParts } from './siphash.js';
 import type { PxarEntry } from './types.js';
 
@@ -75,33 +75,7 @@ export class PxarAccessor {
     const size = archive.size;
     if (size < 24) throw new FormatError(`${size} bytes are too small to contain a pxar archive`, { file: archive.name, offset: 0 });
     const r = new ItemReader(archive, 4096);
-    let pos = 0;
-    let version: 1 | 2 = 1;
-    let prelude: Buffer | undefined;
-    let h = await r.header(0, size);
-    if (h.htype === PXAR.FORMAT_VERSION) {
-      if (h.contentSize !== FORMAT_VERSION_SIZE) throw r.error(`FORMAT_VERSION content is ${h.contentSize} bytes, expected 8`, 0);
-      const v = (await r.content(h, size)).readBigUInt64LE(0);
-      if (v !== 1n && v !== 2n) throw r.error(`unknown pxar format version ${v}`, 0);
-      version = v === 2n ? 2 : 1;
-      pos = h.fullSize;
-      h = await r.header(pos, size);
-      if (h.htype === PXAR.PRELUDE) {
-        const max = opts.maxPreludeBytes ?? 1024 * 1024;
-        if (h.contentSize > max) {
-          throw new LimitError(`PRELUDE of ${h.contentSize} bytes exceeds the limit of ${max}`, { file: archive.name, offset: pos });
-        }
-        prelude = Buffer.from(await r.content(h, size));
-        pos += h.fullSize;
-        h = await r.header(pos, size);
-      }
-    }
-    if (h.htype !== PXAR.ENTRY && h.htype !== PXAR.ENTRY_V1) {
-      throw r.error(`expected the root ENTRY item, found ${pxarTypeName(h.htype)}`, pos);
-    }
-    if (payload !== undefined) {
-      if (version !== 2) throw new UsageError(`a payload stream was given for the unified archive ${archive.name}`);
-    }
+    const { version, prelude, rootPos: pos } = await readArchiveStart(r, payload, opts.maxPreludeBytes);
     const placeholder = {} as PxarEntry;
     const acc0 = new PxarAccessor(archive, payload, version, prelude, placeholder, {} as PxarDir, opts);
     // The root's tail points at the archive start (0), not at the root ENTRY (spec §7).

@@ -3,7 +3,7 @@
  * a ReadAt, header validation, name checks, and the decoding of one entry's ENTRY + attributes +
  * terminal item. Every failure is a typed error naming the archive and the byte offset.
  */
-import { FormatError, LimitError } from '../errors.js';
+import { FormatError, LimitError, UsageError } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
 import {
   ACL_DEFAULT_SIZE,
@@ -17,6 +17,7 @@ import {
   MAX_CONTENT_SIZE,
   MODE,
   PAYLOAD_REF_SIZE,
+  FORMAT_VERSION_SIZE,
   PXAR,
   QUOTA_PROJID_SIZE,
   pxarTypeName,
@@ -493,4 +494,44 @@ export function decodeChildSync(r: ItemReader, pos: number, limit: number, versi
 
 export function decodeChild(r: ItemReader, pos: number, limit: number, version: 1 | 2): Promise<PxarEntry> {
   return withWindow(r, pos, limit, () => decodeChildSync(r, pos, limit, version));
+}
+
+/**
+ * The start of a pxar stream, shared by both decoders: an optional FORMAT_VERSION (1 or 2) and
+ * PRELUDE, then the root ENTRY, whose offset is returned. A payload stream is only valid for v2.
+ */
+export async function readArchiveStart(
+  r: ItemReader,
+  payload: ReadAt | undefined,
+  maxPreludeBytes: number | undefined,
+): Promise<{ version: 1 | 2; prelude: Buffer | undefined; rootPos: number }> {
+  const size = r.src.size;
+  let pos = 0;
+  let version: 1 | 2 = 1;
+  let prelude: Buffer | undefined;
+  let h = await r.header(0, size);
+  if (h.htype === PXAR.FORMAT_VERSION) {
+    if (h.contentSize !== FORMAT_VERSION_SIZE) throw r.error(`FORMAT_VERSION content is ${h.contentSize} bytes, expected 8`, 0);
+    const v = (await r.content(h, size)).readBigUInt64LE(0);
+    if (v !== 1n && v !== 2n) throw r.error(`unknown pxar format version ${v}`, 0);
+    version = v === 2n ? 2 : 1;
+    pos = h.fullSize;
+    h = await r.header(pos, size);
+    if (h.htype === PXAR.PRELUDE) {
+      const max = maxPreludeBytes ?? 1024 * 1024;
+      if (h.contentSize > max) {
+        throw new LimitError(`PRELUDE of ${h.contentSize} bytes exceeds the limit of ${max}`, { file: r.src.name, offset: pos });
+      }
+      prelude = Buffer.from(await r.content(h, size));
+      pos += h.fullSize;
+      h = await r.header(pos, size);
+    }
+  }
+  if (h.htype !== PXAR.ENTRY && h.htype !== PXAR.ENTRY_V1) {
+    throw r.error(`expected the root ENTRY item, found ${pxarTypeName(h.htype)}`, pos);
+  }
+  if (payload !== undefined) {
+    if (version !== 2) throw new UsageError(`a payload stream was given for the unified archive ${r.src.name}`);
+  }
+  return { version, prelude, rootPos: pos };
 }

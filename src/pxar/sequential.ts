@@ -10,11 +10,11 @@
  * the directory it closes (record count, tail marker, offset and size), which the reference
  * decoder skips.
  */
-import { FormatError, LimitError, UsageError } from '../errors.js';
+import { FormatError, LimitError } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
 import { CONTENT_BLOCK, ContentReader } from './content.js';
-import { FORMAT_VERSION_SIZE, GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
-import { ItemReader, NeedMore, decodeChildSync, decodeEntryBody, entryFromBody, withWindow } from './items.js';
+import { GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
+import { ItemReader, NeedMore, decodeChildSync, decodeEntryBody, entryFromBody, readArchiveStart, withWindow } from './items.js';
 import type { PxarEntry } from './types.js';
 
 export interface SequentialEntry extends PxarEntry {
@@ -53,33 +53,7 @@ export class PxarSequentialDecoder {
     const size = archive.size;
     if (size < 16) throw new FormatError(`${size} bytes are too small to contain a pxar archive`, { file: archive.name, offset: 0 });
     const r = new ItemReader(archive, 4096);
-    let pos = 0;
-    let version: 1 | 2 = 1;
-    let prelude: Buffer | undefined;
-    let h = await r.header(0, size);
-    if (h.htype === PXAR.FORMAT_VERSION) {
-      if (h.contentSize !== FORMAT_VERSION_SIZE) throw r.error(`FORMAT_VERSION content is ${h.contentSize} bytes, expected 8`, 0);
-      const v = (await r.content(h, size)).readBigUInt64LE(0);
-      if (v !== 1n && v !== 2n) throw r.error(`unknown pxar format version ${v}`, 0);
-      version = v === 2n ? 2 : 1;
-      pos = h.fullSize;
-      h = await r.header(pos, size);
-      if (h.htype === PXAR.PRELUDE) {
-        const max = opts.maxPreludeBytes ?? 1024 * 1024;
-        if (h.contentSize > max) {
-          throw new LimitError(`PRELUDE of ${h.contentSize} bytes exceeds the limit of ${max}`, { file: archive.name, offset: pos });
-        }
-        prelude = Buffer.from(await r.content(h, size));
-        pos += h.fullSize;
-        h = await r.header(pos, size);
-      }
-    }
-    if (h.htype !== PXAR.ENTRY && h.htype !== PXAR.ENTRY_V1) {
-      throw r.error(`expected the root ENTRY item, found ${pxarTypeName(h.htype)}`, pos);
-    }
-    if (payload !== undefined) {
-      if (version !== 2) throw new UsageError(`a payload stream was given for the unified archive ${archive.name}`);
-    }
+    const { version, prelude, rootPos: pos } = await readArchiveStart(r, payload, opts.maxPreludeBytes);
     return new PxarSequentialDecoder(archive, payload, version, prelude, pos, opts);
   }
 
