@@ -4,7 +4,7 @@
  * before it is joined to a path; anything else (hostile names, symlinks, `*.tmp_*`, `.bad`,
  * unknown dot files) is skipped and reported through `onSkip`, never followed.
  */
-import { open, readdir, stat } from 'node:fs/promises';
+import { lstat, open, readdir, stat } from 'node:fs/promises';
 import { constants, type Dirent } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { FormatError, LimitError, NotFoundError, fromSystemError } from '../errors.js';
@@ -75,7 +75,30 @@ export class Datastore {
     return rel === '' ? this.root : join(this.root, rel);
   }
 
+  /**
+   * True unless a component of `rel` is a symbolic link. Names read from directory entries are
+   * checked as they are read, but fixed names (`ns`, `vm`, `ct`, `host`) and names given on the
+   * command line are not: a link there (say `ns -> ../..`) would walk us out of the datastore.
+   */
+  private async withoutSymlinks(rel: string): Promise<boolean> {
+    let p = this.root;
+    for (const c of rel.split('/')) {
+      if (c === '') continue;
+      p = join(p, c);
+      try {
+        if ((await lstat(p)).isSymbolicLink()) return false;
+      } catch {
+        return true; // missing: readdir reports it
+      }
+    }
+    return true;
+  }
+
   private async list(rel: string, missingOk: boolean): Promise<Dirent[]> {
+    if (!(await this.withoutSymlinks(rel))) {
+      if (missingOk) return [];
+      throw new FormatError('is or passes through a symbolic link; links inside a datastore are not followed', { file: rel });
+    }
     try {
       return await readdir(this.abs(rel), { withFileTypes: true });
     } catch (e) {
@@ -172,8 +195,10 @@ export class Datastore {
 
   /** Whether a snapshot directory exists (complete or not). */
   async hasSnapshot(ns: Namespace, ref: SnapshotRef): Promise<boolean> {
+    const rel = snapshotRelPath(ns, ref);
+    if (!(await this.withoutSymlinks(rel))) return false;
     try {
-      return (await stat(this.abs(snapshotRelPath(ns, ref)))).isDirectory();
+      return (await stat(this.abs(rel))).isDirectory();
     } catch {
       return false;
     }
@@ -186,6 +211,9 @@ export class Datastore {
   async readSnapshotFile(ns: Namespace, ref: SnapshotRef, name: string, maxBytes: number): Promise<Buffer> {
     if (!isValidArchiveFileName(name)) throw new FormatError(`not a valid archive file name: ${JSON.stringify(name)}`);
     const rel = `${snapshotRelPath(ns, ref)}/${name}`;
+    if (!(await this.withoutSymlinks(snapshotRelPath(ns, ref)))) {
+      throw new FormatError('the snapshot directory is or passes through a symbolic link; links inside a datastore are not followed', { file: rel });
+    }
     let fh;
     try {
       // O_NOFOLLOW: PBS never symlinks snapshot files; a symlink here could point anywhere.

@@ -219,7 +219,7 @@ async function runTarget(target: FuzzTarget, o: Options): Promise<TargetResult> 
     });
     addCounts(res.counts, r.counts);
     if (r.done) break;
-    if (r.stuckAt !== undefined && r.why !== undefined) {
+    if (r.stuckAt !== undefined && r.why !== undefined && !skip.includes(r.stuckAt)) {
       // Rebuild the input the child was on and save it.
       prepared ??= await target.prepare();
       let input: Buffer;

@@ -80,6 +80,7 @@ describe('passphrases never in argv', () => {
       expect(wrapped).toBeGreaterThan(0);
       const target = join(tmp.path, 'restore');
       const seen: string[] = [];
+      const watched = new Set<number>();
       const child = spawn(
         process.execPath,
         [cliPath, '--repository', datastoreDir, '--keyfile', join(keysDir, 'key-scrypt.json'), ...nsArgs(encPxar), 'restore', refOf(encPxar), archiveOf(encPxar, '.pxar.didx'), target],
@@ -88,16 +89,34 @@ describe('passphrases never in argv', () => {
       let stderr = '';
       child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
       child.stdout.resume();
-      // Meanwhile, look at every process's argv.
+      // Meanwhile, look at the argv and environment of pbsfs and every process it starts. Only
+      // descendants are read (/proc/<pid>/stat gives the parent): reading other processes'
+      // cmdline can block behind a stuck FUSE mount of some other test.
       let running = true;
       const poll = (async () => {
         while (running) {
+          const parent = new Map<number, number>();
           for (const pid of await readdir('/proc').catch(() => [] as string[])) {
             if (!/^\d+$/.test(pid)) continue;
-            const cmdline = await readFile(`/proc/${pid}/cmdline`).catch(() => Buffer.alloc(0));
-            if (cmdline.includes(VECTOR_PASSPHRASE)) seen.push(cmdline.toString().replace(/\0/g, ' '));
+            const stat = await readFile(`/proc/${pid}/stat`, 'latin1').catch(() => '');
+            const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+            if (Number.isInteger(ppid)) parent.set(Number(pid), ppid);
           }
-          await new Promise((r) => setTimeout(r, 5));
+          const isOurs = (pid: number): boolean => {
+            for (let p: number | undefined = pid, n = 0; p !== undefined && p > 1 && n < 64; p = parent.get(p), n++) if (p === child.pid) return true;
+            return false;
+          };
+          for (const pid of parent.keys()) {
+            if (!isOurs(pid)) continue;
+            watched.add(pid);
+            const cmdline = await readFile(`/proc/${pid}/cmdline`).catch(() => Buffer.alloc(0));
+            if (cmdline.includes(VECTOR_PASSPHRASE)) seen.push(`argv of ${pid}: ${cmdline.toString().replace(/\0/g, ' ')}`);
+            // pbsfs itself was given the passphrase in its environment; its children must not be.
+            if (pid === child.pid) continue;
+            const environ = await readFile(`/proc/${pid}/environ`).catch(() => Buffer.alloc(0));
+            if (environ.includes(VECTOR_PASSPHRASE)) seen.push(`environment of ${pid} (${cmdline.toString().replace(/\0/g, ' ')})`);
+          }
+          await new Promise((r) => setTimeout(r, 2));
         }
       })();
       const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
@@ -105,6 +124,7 @@ describe('passphrases never in argv', () => {
       await poll;
       expect(code, stderr).toBe(0);
       expect(seen).toEqual([]);
+      expect(watched.size).toBeGreaterThan(0);
       // The restore did run helper tools (so the check above is not vacuous) and none got it.
       const text = existsSync(log) ? readFileSync(log, 'utf8') : '';
       expect(text).toMatch(/^ARGV /m);

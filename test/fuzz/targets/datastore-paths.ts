@@ -4,7 +4,7 @@
  * input's hostile names (dirs, files, symlinks). Listings must never yield an invalid name nor
  * anything reached through a symlink.
  */
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, realpathSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -113,6 +113,8 @@ function mustBeReal(root: string, rel: string, dir: boolean): void {
     return; // removed by the input itself (e.g. a file replaced by a dir): not our question
   }
   check(!st.isSymbolicLink(), `listing followed the symlink ${rel}`);
+  const real = realpathSync(join(root, rel));
+  check(real.startsWith(realpathSync(root) + '/'), `listed ${rel} resolves to ${real}, outside the datastore`);
   check(dir ? st.isDirectory() : st.isFile(), `listed ${rel} is not a ${dir ? 'directory' : 'regular file'}`);
 }
 
