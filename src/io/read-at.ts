@@ -82,3 +82,14 @@ export class FileReadAt implements ReadAt {
     await this.fh.close();
   }
 }
+
+/** Fills `buf` from offset 0 of an open file, looping over short reads; shorter only at EOF. */
+export async function readFully(fh: FileHandle, buf: Buffer): Promise<Buffer> {
+  let got = 0;
+  while (got < buf.length) {
+    const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got === buf.length ? buf : buf.subarray(0, got);
+}

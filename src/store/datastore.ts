@@ -4,6 +4,7 @@
  * before it is joined to a path; anything else (hostile names, symlinks, `*.tmp_*`, `.bad`,
  * unknown dot files) is skipped and reported through `onSkip`, never followed.
  */
+import { readFully } from '../io/read-at.js';
 import { lstat, open, readdir, stat } from 'node:fs/promises';
 import { constants, type Dirent } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -229,13 +230,7 @@ export class Datastore {
       if (!st.isFile()) throw new FormatError('not a regular file', { file: rel });
       if (st.size > maxBytes) throw new LimitError(`file is ${st.size} bytes, more than the ${maxBytes}-byte limit`, { file: rel });
       const buf = Buffer.allocUnsafeSlow(st.size);
-      let got = 0;
-      while (got < buf.length) {
-        const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      return got === buf.length ? buf : buf.subarray(0, got);
+      return await readFully(fh, buf);
     } catch (e) {
       throw fromSystemError(e, rel, 'cannot read');
     } finally {

@@ -5,6 +5,7 @@
  * renamed or touched (no utimes, no lock file, no `.bad` quarantine); a reader may only ever make
  * the kernel bump atime, which merely delays garbage collection (spec 9.4).
  */
+import { readFully } from '../io/read-at.js';
 import { open } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
@@ -56,13 +57,7 @@ export class LocalChunkStore implements ChunkStore {
       // One read into an exact-size buffer; loop only for short reads (network file systems).
       // Not from the shared pool: a cached small chunk must not pin an 8 KiB pool slab.
       const buf = Buffer.allocUnsafeSlow(st.size);
-      let got = 0;
-      while (got < buf.length) {
-        const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      return got === buf.length ? buf : buf.subarray(0, got);
+      return await readFully(fh, buf);
     } catch (e) {
       throw fromSystemError(e, rel, 'cannot read chunk');
     } finally {
