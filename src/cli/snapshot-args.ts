@@ -9,6 +9,7 @@ import { loadKeyFile } from '../crypto/key-config.js';
 import { recoverKeyWithMasterKeyFile } from '../crypto/master-key.js';
 import { getPassphrase } from '../crypto/passphrase.js';
 import { NotFoundError, UnsupportedError } from '../errors.js';
+import type { DamageReport } from '../index/damage-report.js';
 import { findManifestFile } from '../manifest/manifest.js';
 import { Snapshot } from '../snapshot/snapshot.js';
 import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../store/backup-ref.js';
@@ -98,7 +99,7 @@ export interface OpenedSnapshotArgs {
 export async function openSnapshotArg(
   g: GlobalOptions,
   snapshotArg: string,
-  opts: { cacheBytes?: number; decoder?: ChunkDecoder } = {},
+  opts: { cacheBytes?: number; decoder?: ChunkDecoder; damage?: DamageReport } = {},
 ): Promise<OpenedSnapshotArgs> {
   const ref = parseSnapshotRef(snapshotArg);
   const ns = namespaceOf(g);

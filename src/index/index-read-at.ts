@@ -5,9 +5,10 @@
  */
 import type { BlobCryptMode } from '../blob/data-blob.js';
 import type { ChunkReader } from '../chunks/chunk-reader.js';
-import { FormatError, LimitError, PbsfsError, type ErrorContext } from '../errors.js';
+import { FormatError, IoError, LimitError, PbsfsError, type ErrorContext } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
 import type { ChunkIndex } from './chunk-index.js';
+import type { DamageReport } from './damage-report.js';
 
 /** How many chunks one multi-chunk read fetches at a time (bounds memory for large reads). */
 const READ_AHEAD = 4;
@@ -18,11 +19,47 @@ export const MAX_READ_BYTES = 1024 * 1024 * 1024;
 /** Chunks fetched ahead (into the cache) once reads look sequential. */
 const SEQUENTIAL_READ_AHEAD = 2;
 
+export interface IndexReadAtOptions {
+  /**
+   * Opt-in (`--allow-damaged`): an unreadable chunk reads as zeros of its exact length and is
+   * recorded here instead of failing the read.
+   */
+  damage?: DamageReport;
+  /** Server file name of the archive for the damage report (default: the last part of `name`). */
+  archive?: string;
+}
+
+/**
+ * Which failures of one chunk count as damage that `--allow-damaged` may zero-fill: the chunk's
+ * own bytes are bad or gone (missing file, digest/CRC/GCM mismatch, undecodable or oversized
+ * blob), or the disk failed reading it (EIO). Everything else still fails the read: errors that
+ * are not PbsfsErrors are bugs, and other I/O errors (EACCES, EMFILE, ENOMEM, ...) say nothing
+ * about this chunk and would turn a whole archive into zeros.
+ */
+function isChunkDamage(e: unknown): e is PbsfsError {
+  if (!(e instanceof PbsfsError)) return false;
+  switch (e.kind) {
+    case 'integrity':
+    case 'crypto':
+    case 'format':
+    case 'not-found':
+    case 'limit':
+      return true;
+    case 'io':
+      return e instanceof IoError && e.syscallCode === 'EIO';
+    default:
+      return false;
+  }
+}
+
 export class IndexReadAt implements ReadAt {
   readonly name: string;
   readonly size: number;
   /** Last chunk touched by readAt, to detect sequential access. */
   private lastChunk = -2;
+
+  private readonly damage: DamageReport | undefined;
+  private readonly archive: string;
 
   constructor(
     readonly index: ChunkIndex,
@@ -30,20 +67,43 @@ export class IndexReadAt implements ReadAt {
     /** What the manifest says the chunks must be: 'encrypt' or 'none' (sign-only = none). */
     readonly cryptMode: BlobCryptMode,
     name?: string,
+    opts: IndexReadAtOptions = {},
   ) {
     this.name = name ?? index.name;
     this.size = index.size;
+    this.damage = opts.damage;
+    this.archive = opts.archive ?? this.name.slice(this.name.lastIndexOf('/') + 1);
   }
 
-  /** The verified plaintext of chunk i (shared with the cache: read-only). */
+  /**
+   * The verified plaintext of chunk i (shared with the cache: read-only). With a damage report,
+   * an unreadable chunk (see isChunkDamage) is recorded and reads as zeros of its exact length;
+   * the zeros are a fresh buffer, never put in the chunk cache (which holds verified plaintext
+   * only). A chunk already recorded is not fetched again.
+   */
   async chunk(i: number): Promise<Buffer> {
     const { start, end } = this.index.chunkRange(i);
+    if (this.damage?.has(this.name, i)) return Buffer.alloc(end - start);
     const digest = this.index.digest(i);
     try {
       return await this.reader.get({ digest, expectedSize: end - start, cryptMode: this.cryptMode });
     } catch (e) {
+      if (this.damage !== undefined && isChunkDamage(e)) {
+        this.damage.record(this.name, this.archive, i, start, end, digest.toString('hex'), e);
+        return Buffer.alloc(end - start);
+      }
       throw this.wrap(e, i, digest, start);
     }
+  }
+
+  /**
+   * True when some byte of [offset, offset + length) was read as zeros because its chunk is
+   * damaged (only with a damage report, and only for chunks already read). Lets a decoder accept
+   * zeros where it expects a header it would otherwise refuse.
+   */
+  zeroFilled(offset: number, length: number): boolean {
+    if (this.damage === undefined || this.damage.count === 0 || length <= 0) return false;
+    return this.damage.overlapping(this.name, offset, offset + length).length > 0;
   }
 
   async readAt(offset: number, length: number): Promise<Buffer> {

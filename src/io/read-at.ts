@@ -16,6 +16,12 @@ export interface ReadAt {
    * the stream). Implementations verify what they return; they never return unverified bytes.
    */
   readAt(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Only with `--allow-damaged`: true when bytes of [offset, offset + length) already read came
+   * back as zeros because their chunk is unreadable (a decoder may then accept zeros in place of
+   * a header). Absent on sources that never zero-fill.
+   */
+  zeroFilled?(offset: number, length: number): boolean;
 }
 
 /** Reads exactly `length` bytes or throws a FormatError naming the stream (truncated input). */

@@ -28,13 +28,15 @@ export async function checkPayloadStream(payload: ReadAt): Promise<void> {
   if (head.length !== HEADER_SIZE || tail.length !== HEADER_SIZE) {
     throw new FormatError('short read of the payload stream markers', { file: payload.name, offset: 0 });
   }
-  if (head.readBigUInt64LE(0) !== PXAR.PAYLOAD_START_MARKER || head.readBigUInt64LE(8) !== 16n) {
+  // A marker read as zeros (--allow-damaged, its chunk unreadable) cannot be checked; let it pass.
+  const lost = (at: number): boolean => payload.zeroFilled?.(at, HEADER_SIZE) === true;
+  if ((head.readBigUInt64LE(0) !== PXAR.PAYLOAD_START_MARKER || head.readBigUInt64LE(8) !== 16n) && !lost(0)) {
     throw new FormatError(`payload stream does not start with PAYLOAD_START_MARKER (found ${pxarTypeName(head.readBigUInt64LE(0))})`, {
       file: payload.name,
       offset: 0,
     });
   }
-  if (tail.readBigUInt64LE(0) !== PXAR.PAYLOAD_TAIL_MARKER || tail.readBigUInt64LE(8) !== 16n) {
+  if ((tail.readBigUInt64LE(0) !== PXAR.PAYLOAD_TAIL_MARKER || tail.readBigUInt64LE(8) !== 16n) && !lost(payload.size - HEADER_SIZE)) {
     throw new FormatError('payload stream does not end with PAYLOAD_TAIL_MARKER', {
       file: payload.name,
       offset: payload.size - HEADER_SIZE,
@@ -92,13 +94,16 @@ export class ContentReader {
       const h = await payload.readAt(off, HEADER_SIZE);
       if (h.length !== HEADER_SIZE) throw new FormatError(`${ref}: short read of its PAYLOAD header`, { file: payload.name, offset: off });
       const htype = h.readBigUInt64LE(0);
-      if (htype !== PXAR.PAYLOAD) {
+      // A header read as zeros (--allow-damaged, its chunk unreadable) cannot be checked: the
+      // reference alone places the contents (already bounded by the stream size above).
+      const lost = payload.zeroFilled?.(off, HEADER_SIZE) === true;
+      if (htype !== PXAR.PAYLOAD && !lost) {
         throw new FormatError(`${ref} points at ${pxarTypeName(htype)} instead of a PAYLOAD header`, {
           file: payload.name,
           offset: off,
         });
       }
-      if (h.readBigUInt64LE(8) !== BigInt(entry.size + HEADER_SIZE)) {
+      if (h.readBigUInt64LE(8) !== BigInt(entry.size + HEADER_SIZE) && !lost) {
         throw new FormatError(`PAYLOAD header size ${h.readBigUInt64LE(8) - 16n} does not match the size ${entry.size} of ${ref}`, {
           file: payload.name,
           offset: off,

@@ -9,6 +9,7 @@ import { ChunkReader, DEFAULT_CACHE_BYTES } from '../chunks/chunk-reader.js';
 import { formatFingerprint, type CryptConfig } from '../crypto/crypt-config.js';
 import { CryptoError, FormatError, IntegrityError, NotFoundError, isPbsfsError } from '../errors.js';
 import { checkIndexAgainstManifest, type ChunkIndex } from '../index/chunk-index.js';
+import type { DamageReport } from '../index/damage-report.js';
 import { IndexReadAt } from '../index/index-read-at.js';
 import { parseIndex } from '../index/parse-index.js';
 import {
@@ -33,6 +34,11 @@ export interface OpenSnapshotOptions {
   cacheBytes?: number;
   /** Use this reader instead of the datastore's shared one. */
   chunkReader?: ChunkReader;
+  /**
+   * `--allow-damaged`: unreadable chunks of every index opened from this snapshot read as zeros
+   * and are recorded here (see IndexReadAt). Blobs and indexes themselves are never zero-filled.
+   */
+  damage?: DamageReport;
 }
 
 export interface OpenedIndex {
@@ -85,6 +91,7 @@ export class Snapshot {
     readonly keyCheck: ManifestKeyCheck,
     readonly crypt: CryptConfig | undefined,
     readonly chunkReader: ChunkReader,
+    readonly damage: DamageReport | undefined,
   ) {
     this.path = snapshotRelPath(ns, ref);
   }
@@ -116,7 +123,7 @@ export class Snapshot {
     }
     const keyCheck = checkManifestKey(manifest, opts.crypt, manifestName);
     const reader = opts.chunkReader ?? sharedChunkReader(ds, opts.crypt, opts.cacheBytes);
-    return new Snapshot(ds, ns, ref, manifest, keyCheck, opts.crypt, reader);
+    return new Snapshot(ds, ns, ref, manifest, keyCheck, opts.crypt, reader, opts.damage);
   }
 
   /** `TYPE/ID/TIME` of this snapshot. */
@@ -183,7 +190,10 @@ export class Snapshot {
     const entry = this.resolveFile(name);
     if (entry.cryptMode === 'encrypt') this.requireKey(entry.filename);
     const { index } = await this.loadIndex(entry.filename);
-    const readAt = new IndexReadAt(index, this.chunkReader, entry.cryptMode === 'encrypt' ? 'encrypt' : 'none');
+    const readAt = new IndexReadAt(index, this.chunkReader, entry.cryptMode === 'encrypt' ? 'encrypt' : 'none', undefined, {
+      ...(this.damage !== undefined ? { damage: this.damage } : {}),
+      archive: entry.filename,
+    });
     return { index, readAt, entry };
   }
 
