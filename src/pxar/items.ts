@@ -22,7 +22,7 @@ import {
   QUOTA_PROJID_SIZE,
   pxarTypeName,
 } from './format.js';
-import { emptyAcl, type PxarAclEntry, type PxarEntry, type PxarHardlink, type PxarKind, type PxarMetadata, type PxarStat } from './types.js';
+import { emptyAcl, type PxarAcl, type PxarAclEntry, type PxarXattr, type PxarEntry, type PxarHardlink, type PxarKind, type PxarMetadata, type PxarStat } from './types.js';
 
 /** Bound on one entry's attribute bytes (xattrs, ACLs, fcaps) kept in memory. */
 export const MAX_METADATA_BYTES = 16 * 1024 * 1024;
@@ -259,6 +259,16 @@ function aclEntry(c: Buffer): PxarAclEntry {
   return { id: u64num(c, 0), permissions: u64num(c, 8) };
 }
 
+const NO_XATTRS: PxarXattr[] = Object.freeze([]) as unknown as PxarXattr[];
+const NO_ACL: PxarAcl = Object.freeze({
+  users: Object.freeze([]) as unknown as PxarAclEntry[],
+  groups: Object.freeze([]) as unknown as PxarAclEntry[],
+  groupObj: undefined,
+  default: undefined,
+  defaultUsers: Object.freeze([]) as unknown as PxarAclEntry[],
+  defaultGroups: Object.freeze([]) as unknown as PxarAclEntry[],
+});
+
 /** What decodeEntryBody learned about one entry. */
 export interface EntryBody {
   kind: PxarKind;
@@ -300,7 +310,9 @@ export function decodeEntryBodySync(r: ItemReader, pos: number, limit: number, v
     throw r.error(`expected an ENTRY item, found ${pxarTypeName(eh.htype)}`, pos);
   }
   const stat = parseStat(eh, r.contentSync(eh, limit), r);
-  const md: PxarMetadata = { stat, xattrs: [], acl: emptyAcl(), fcaps: undefined, quotaProjectId: undefined };
+  // Most entries carry no xattrs or ACLs: they share one frozen empty list and ACL (a mount of
+  // 100k entries holds 100k of these), and get their own on the first attribute item.
+  const md: PxarMetadata = { stat, xattrs: NO_XATTRS, acl: NO_ACL, fcaps: undefined, quotaProjectId: undefined };
   const body: EntryBody = {
     kind: 'directory',
     metadata: md,
@@ -334,6 +346,7 @@ export function decodeEntryBodySync(r: ItemReader, pos: number, limit: number, v
           const c = r.contentSync(h, limit);
           const sep = c.indexOf(0);
           if (sep < 0) throw r.error('XATTR has no NUL between name and value', h.pos);
+          if (md.xattrs === NO_XATTRS) md.xattrs = [];
           md.xattrs.push({ name: Buffer.from(c.subarray(0, sep)), value: Buffer.from(c.subarray(sep + 1)) });
         } else if (h.htype === PXAR.FCAPS) {
           notTwice(r, md.fcaps !== undefined, h);
@@ -341,6 +354,7 @@ export function decodeEntryBodySync(r: ItemReader, pos: number, limit: number, v
         } else {
           fixedSize(r, h, ACL_USER_SIZE);
           const e = aclEntry(r.contentSync(h, limit));
+          if (md.acl === NO_ACL) md.acl = emptyAcl();
           if (h.htype === PXAR.ACL_USER) md.acl.users.push(e);
           else if (h.htype === PXAR.ACL_GROUP) md.acl.groups.push(e);
           else if (h.htype === PXAR.ACL_DEFAULT_USER) md.acl.defaultUsers.push(e);
@@ -351,12 +365,14 @@ export function decodeEntryBodySync(r: ItemReader, pos: number, limit: number, v
       case PXAR.ACL_GROUP_OBJ:
         fixedSize(r, h, ACL_GROUP_OBJ_SIZE);
         notTwice(r, md.acl.groupObj !== undefined, h);
+        if (md.acl === NO_ACL) md.acl = emptyAcl();
         md.acl.groupObj = u64num(r.contentSync(h, limit), 0);
         break;
       case PXAR.ACL_DEFAULT: {
         fixedSize(r, h, ACL_DEFAULT_SIZE);
         notTwice(r, md.acl.default !== undefined, h);
         const c = r.contentSync(h, limit);
+        if (md.acl === NO_ACL) md.acl = emptyAcl();
         md.acl.default = { userObj: u64num(c, 0), groupObj: u64num(c, 8), other: u64num(c, 16), mask: u64num(c, 24) };
         break;
       }

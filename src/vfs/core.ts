@@ -61,13 +61,13 @@ export function registerInodeDomain<T extends VfsNode>(root: T): T {
 
 const virtualIds = new WeakMap<VfsNode, number>();
 let nextVirtualId = 1;
-function virtualKey(node: VfsNode): string {
+function virtualKey(node: VfsNode): number {
   let id = virtualIds.get(node);
   if (id === undefined) {
     id = nextVirtualId++;
     virtualIds.set(node, id);
   }
-  return `v${id}`;
+  return id;
 }
 
 export interface VfsCoreOptions {
@@ -95,11 +95,12 @@ interface InodeEntry {
   node: VfsNode;
   /** Domain id; 0 = made-up node keyed by identity. */
   domain: number;
-  key: string;
+  /** Identity within the domain: the archive inode number, or the made-up node's id. */
+  key: number;
   lookups: number;
   parent: number;
-  /** Display path for messages. */
-  path: string;
+  /** Name under `parent` (the path for messages is built from these only when needed). */
+  name: Buffer;
   attr: VfsStat | undefined;
 }
 
@@ -156,7 +157,8 @@ const UNKNOWN_ATTR: VfsStat = { ino: 0x7fffffff, mode: 0, nlink: 1, uid: 0, gid:
 
 export class VfsCore {
   private readonly inodes = new Map<number, InodeEntry>();
-  private readonly byKey = new Map<string, number>();
+  /** Node id per (domain, key): one small map per domain, no key strings per inode. */
+  private readonly byKey = new Map<number, Map<number, number>>();
   private nextNodeId = ROOT_ID + 1;
   private readonly files = new Map<number, FileState>();
   private readonly dirs = new Map<number, DirState>();
@@ -181,10 +183,10 @@ export class VfsCore {
       nodeid: ROOT_ID,
       node: root,
       domain,
-      key: 'root',
+      key: 0,
       lookups: 1,
       parent: ROOT_ID,
-      path: '/',
+      name: Buffer.alloc(0),
       attr: undefined,
     });
     this.readahead = Math.max(0, opts.readahead ?? 4);
@@ -217,6 +219,19 @@ export class VfsCore {
     return e.attr;
   }
 
+  /** Display path of an inode, for messages (parents the kernel already forgot show as "..."). */
+  private pathOf(e: InodeEntry): string {
+    const parts: string[] = [];
+    let cur: InodeEntry | undefined = e;
+    for (let depth = 0; cur !== undefined && cur.nodeid !== ROOT_ID; depth++) {
+      if (depth > 4096) return `.../${parts.reverse().join('/')}`;
+      parts.push(cur.name.toString());
+      cur = this.inodes.get(cur.parent);
+      if (cur === undefined) return `.../${parts.reverse().join('/')}`;
+    }
+    return `/${parts.reverse().join('/')}`;
+  }
+
   async getattr(nodeid: number): Promise<VfsStat> {
     return this.attrOf(this.inode(nodeid));
   }
@@ -227,16 +242,17 @@ export class VfsCore {
     // A child is in its parent's domain unless it roots a domain of its own. Made-up nodes
     // (domain 0) are identified by object; archive nodes by (domain, ino).
     const domain = domainRoots.get(child) ?? parent.domain;
-    const key = domain === 0 ? virtualKey(child) : `${domain}:${st.ino}`;
-    let nodeid = this.byKey.get(key);
+    const key = domain === 0 ? virtualKey(child) : st.ino;
+    let keys = this.byKey.get(domain);
+    if (keys === undefined) this.byKey.set(domain, (keys = new Map()));
+    let nodeid = keys.get(key);
     let e = nodeid !== undefined ? this.inodes.get(nodeid) : undefined;
     if (e === undefined) {
       nodeid = this.nextNodeId++;
-      const path = parent.path === '/' ? `/${name.toString()}` : `${parent.path}/${name.toString()}`;
-      e = { nodeid, node: child, domain, key, lookups: 0, parent: parent.nodeid, path, attr: undefined };
+      e = { nodeid, node: child, domain, key, lookups: 0, parent: parent.nodeid, name, attr: undefined };
       e.attr = this.present(st, nodeid);
       this.inodes.set(nodeid, e);
-      this.byKey.set(key, nodeid);
+      keys.set(key, nodeid);
       this.counters.inodes++;
     }
     e.lookups++;
@@ -267,14 +283,15 @@ export class VfsCore {
     e.lookups -= n;
     if (e.lookups <= 0) {
       this.inodes.delete(nodeid);
-      if (this.byKey.get(e.key) === nodeid) this.byKey.delete(e.key);
+      const keys = this.byKey.get(e.domain);
+      if (keys?.get(e.key) === nodeid) keys.delete(e.key);
       this.counters.inodes--;
     }
   }
 
   async readlink(nodeid: number): Promise<Buffer> {
     const e = this.inode(nodeid);
-    if (e.node.kind !== 'symlink' || !e.node.readlink) throw new VfsError('EINVAL', 'not a symbolic link', e.path);
+    if (e.node.kind !== 'symlink' || !e.node.readlink) throw new VfsError('EINVAL', 'not a symbolic link', this.pathOf(e));
     return e.node.readlink();
   }
 
@@ -291,14 +308,16 @@ export class VfsCore {
 
   /** Counters of the data layer and of the core, as shown by `user.pbsfs.stats`. */
   statsSnapshot(): Record<string, unknown> {
-    return { ...(this.opts.stats?.() ?? {}), vfs: { ...this.counters, openFiles: this.files.size } };
+    const m = process.memoryUsage();
+    const memory = { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+    return { ...(this.opts.stats?.() ?? {}), vfs: { ...this.counters, openFiles: this.files.size }, memory };
   }
 
   // ---- directories ------------------------------------------------------------------------
 
   async opendir(nodeid: number): Promise<number> {
     const e = this.inode(nodeid);
-    if (e.node.kind !== 'directory') throw new VfsError('ENOTDIR', 'not a directory', e.path);
+    if (e.node.kind !== 'directory') throw new VfsError('ENOTDIR', 'not a directory', this.pathOf(e));
     const dh = this.nextHandle++;
     this.dirs.set(dh, { nodeid, entries: undefined });
     return dh;
@@ -372,15 +391,15 @@ export class VfsCore {
 
   async open(nodeid: number): Promise<number> {
     const e = this.inode(nodeid);
-    if (e.node.kind === 'directory') throw new VfsError('EISDIR', 'is a directory', e.path);
-    if (!e.node.open) throw new VfsError('EINVAL', 'not a regular file', e.path);
+    if (e.node.kind === 'directory') throw new VfsError('EISDIR', 'is a directory', this.pathOf(e));
+    if (!e.node.open) throw new VfsError('EINVAL', 'not a regular file', this.pathOf(e));
     const attr = await this.attrOf(e);
     const handle = await e.node.open();
     const fh = this.nextHandle++;
     this.files.set(fh, {
       handle,
       nodeid,
-      path: e.path,
+      path: this.pathOf(e),
       size: attr.size,
       expectedOffset: 0,
       sequentialRun: 0,

@@ -95,7 +95,13 @@ export class PxarTree {
       });
     }
     const target = entry.kind === 'hardlink' ? await this.accessor.resolve(entry) : entry;
-    return withKindMethods(new PxarNode(this, entry, target, depth));
+    if (target.kind === 'hardlink') throw new UsageError('a hardlink node needs its resolved target');
+    // One class per kind: the VfsNode contract tells kinds apart by which methods exist, and
+    // prototype methods cost nothing per node (a mount may hold every entry of an archive).
+    if (target.kind === 'directory') return new PxarDirNode(this, entry, target, depth);
+    if (target.kind === 'file') return new PxarFileNode(this, entry, target, depth);
+    if (target.kind === 'symlink') return new PxarSymlinkNode(this, entry, target, depth);
+    return new PxarNode(this, entry, target, depth);
   }
 }
 
@@ -104,20 +110,23 @@ export function pxarIno(e: PxarEntry): number {
   return e.filenameOffset < 0 ? 1 : e.filenameOffset + 2;
 }
 
+/**
+ * A node of a pxar archive (devices, FIFOs and sockets use this class directly). Nodes keep only
+ * their entries: a directory's children are not cached here (the VFS core keeps an open
+ * directory's listing for as long as it is open, and the accessor caches decoded tables).
+ */
 export class PxarNode implements VfsNode {
   readonly kind: VfsKind;
-  private children: Promise<VfsDirEntry[]> | undefined;
 
   constructor(
-    private readonly tree: PxarTree,
+    protected readonly tree: PxarTree,
     /** The entry as found in its directory (may be a hardlink). */
     readonly entry: PxarEntry,
     /** The entry whose data and metadata this node shows (the hardlink's target, or `entry`). */
     readonly target: PxarEntry,
     readonly depth: number,
   ) {
-    if (target.kind === 'hardlink') throw new UsageError('a hardlink node needs its resolved target');
-    this.kind = KIND[target.kind];
+    this.kind = KIND[target.kind as Exclude<PxarKind, 'hardlink'>];
   }
 
   async stat(): Promise<VfsStat> {
@@ -145,11 +154,6 @@ export class PxarNode implements VfsNode {
     };
   }
 
-  readdir?(): Promise<VfsDirEntry[]>;
-  lookup?(name: Buffer): Promise<VfsNode | undefined>;
-  readlink?(): Promise<Buffer>;
-  open?(): Promise<VfsFileHandle>;
-
   async listxattr(): Promise<Buffer[]> {
     return allXattrs(this.target.metadata!).map((x) => x.name);
   }
@@ -157,28 +161,26 @@ export class PxarNode implements VfsNode {
   async getxattr(name: Buffer): Promise<Buffer | undefined> {
     return allXattrs(this.target.metadata!).find((x) => x.name.equals(name))?.value;
   }
+}
 
-  /** Children sorted by name bytes (computed once per node). */
-  listChildren(): Promise<VfsDirEntry[]> {
-    if (this.children === undefined) {
-      this.children = (async () => {
-        const out: VfsDirEntry[] = [];
-        for (const e of await this.tree.accessor.readdir(this.target)) {
-          out.push({ name: e.name, node: await this.tree.node(e, this.depth + 1) });
-        }
-        return out.sort((a, b) => Buffer.compare(a.name, b.name));
-      })();
-      this.children.catch(() => (this.children = undefined));
+export class PxarDirNode extends PxarNode {
+  /** Children sorted by name bytes. */
+  async readdir(): Promise<VfsDirEntry[]> {
+    const out: VfsDirEntry[] = [];
+    for (const e of await this.tree.accessor.readdir(this.target)) {
+      out.push({ name: e.name, node: await this.tree.node(e, this.depth + 1) });
     }
-    return this.children;
+    return out.sort((a, b) => Buffer.compare(a.name, b.name));
   }
 
-  async lookupChild(name: Buffer): Promise<VfsNode | undefined> {
+  async lookup(name: Buffer): Promise<VfsNode | undefined> {
     const e = await this.tree.accessor.lookup(this.target, name);
     return e === undefined ? undefined : this.tree.node(e, this.depth + 1);
   }
+}
 
-  async openFile(): Promise<VfsFileHandle> {
+export class PxarFileNode extends PxarNode {
+  async open(): Promise<VfsFileHandle> {
     const acc = this.tree.accessor;
     const t = this.target;
     // Validates the payload reference once, up front, so open fails rather than the first read.
@@ -190,18 +192,10 @@ export class PxarNode implements VfsNode {
   }
 }
 
-// Kind-specific methods are attached per instance so that `node.readdir` etc. exist only where
-// they make sense (the VfsNode contract uses their presence).
-function withKindMethods(n: PxarNode): PxarNode {
-  if (n.kind === 'directory') {
-    n.readdir = () => n.listChildren();
-    n.lookup = (name) => n.lookupChild(name);
-  } else if (n.kind === 'symlink') {
-    n.readlink = async () => n.target.symlinkTarget!;
-  } else if (n.kind === 'file') {
-    n.open = () => n.openFile();
+export class PxarSymlinkNode extends PxarNode {
+  async readlink(): Promise<Buffer> {
+    return this.target.symlinkTarget!;
   }
-  return n;
 }
 
 /**
