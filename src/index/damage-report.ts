@@ -25,6 +25,8 @@ export interface DamageEntry {
 
 export class DamageReport {
   private readonly byKey = new Map<string, DamageEntry>();
+  /** Entries per index file, sorted by start when `sorted` (chunks of one index never overlap). */
+  private readonly byFile = new Map<string, { list: DamageEntry[]; sorted: boolean }>();
   private totalBytes = 0;
 
   constructor(
@@ -38,6 +40,10 @@ export class DamageReport {
     if (this.byKey.has(key)) return false;
     const entry: DamageEntry = { archive, file, chunk, start, end, digest, reason: error.message, kind: error.kind };
     this.byKey.set(key, entry);
+    let f = this.byFile.get(file);
+    if (f === undefined) this.byFile.set(file, (f = { list: [], sorted: true }));
+    f.list.push(entry);
+    f.sorted = false;
     this.totalBytes += end - start;
     this.onDamage?.(entry);
     return true;
@@ -50,9 +56,22 @@ export class DamageReport {
 
   /** Entries that overlap [start, end) of the stream of index `file`. */
   overlapping(file: string, start: number, end: number): DamageEntry[] {
-    if (this.byKey.size === 0 || end <= start) return [];
+    const f = this.byFile.get(file);
+    if (f === undefined || end <= start) return [];
+    if (!f.sorted) {
+      f.list.sort((x, y) => x.start - y.start);
+      f.sorted = true;
+    }
+    // First entry ending after `start` (binary search), then every one starting before `end`.
+    let lo = 0;
+    let hi = f.list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (f.list[mid]!.end <= start) lo = mid + 1;
+      else hi = mid;
+    }
     const out: DamageEntry[] = [];
-    for (const e of this.byKey.values()) if (e.file === file && e.start < end && start < e.end) out.push(e);
+    for (let i = lo; i < f.list.length && f.list[i]!.start < end; i++) out.push(f.list[i]!);
     return out;
   }
 

@@ -22,8 +22,10 @@ import { link, mkdir, mkdtemp, realpath, rmdir, stat, unlink } from 'node:fs/pro
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { IoError, PbsfsError, UsageError, fromSystemError } from '../errors.js';
+import type { DamageReport } from '../index/damage-report.js';
 import type { ReadAt } from '../io/read-at.js';
 import { PxarAccessor } from '../pxar/accessor.js';
+import { HEADER_SIZE } from '../pxar/format.js';
 import { allXattrs } from '../pxar/acl.js';
 import { PxarSequentialDecoder } from '../pxar/sequential.js';
 import type { PxarEntry, PxarStat, PxarXattr } from '../pxar/types.js';
@@ -44,6 +46,23 @@ export interface RestoreOptions {
   flags?: boolean;
   /** Entries whose metadata is applied together (default 4096). */
   batchSize?: number;
+  /**
+   * The `--allow-damaged` report the archive's streams record into: restored files whose
+   * contents overlap a zero-filled range are then listed in `summary.damagedFiles`.
+   */
+  damage?: DamageReport;
+}
+
+/** A restored file with a range of zeros where its archive chunk was unreadable. */
+export interface DamagedFile {
+  /** Path as restored on disk. */
+  path: string;
+  /** Byte range [start, end) inside the file that holds zeros instead of the archived data. */
+  start: number;
+  end: number;
+  /** The damaged archive stream and chunk. */
+  archive: string;
+  chunk: number;
 }
 
 export interface RestoreProgress {
@@ -70,6 +89,8 @@ export interface RestoreSummary {
   /** How times were set: 'python' and 'touch' keep nanoseconds, 'node' keeps microseconds. */
   timeMethod: TimeMethod;
   warnings: string[];
+  /** With a damage report only: files holding zero-filled ranges (at most MAX_DAMAGED_FILES). */
+  damagedFiles?: DamagedFile[];
 }
 
 interface MetaJob {
@@ -91,6 +112,7 @@ interface DirFrame {
 const SLASH = Buffer.from('/');
 const ZERO_BLOCK = Buffer.alloc(1024 * 1024);
 const MAX_WARNINGS = 200;
+const MAX_DAMAGED_FILES = 10000;
 /** Longest unix socket path the kernel takes (sun_path is 108 bytes with its NUL). */
 const MAX_SOCKET_PATH = 107;
 
@@ -109,13 +131,17 @@ class Restorer {
   private readonly batch: number;
   private tmpCounter = 0;
 
+  private readonly damage: DamageReport | undefined;
+
   constructor(
     private readonly acc: PxarAccessor,
     private readonly staging: string,
     target: string,
     private readonly timeMethod: TimeMethod,
     opts: RestoreOptions,
+    private readonly payload: ReadAt | undefined,
   ) {
+    this.damage = opts.damage;
     this.owner = opts.owner ?? this.isRoot;
     this.devices = opts.devices ?? this.isRoot;
     this.xattrs = opts.xattrs ?? true;
@@ -134,7 +160,37 @@ class Restorer {
       skipped: 0,
       timeMethod,
       warnings: [],
+      ...(opts.damage !== undefined ? { damagedFiles: [] } : {}),
     };
+  }
+
+  /**
+   * Notes which parts of a just-written file came from zero-filled chunks. Its contents have
+   * been read by now, so every damaged chunk under them is already in the report.
+   */
+  private noteDamage(path: Buffer, e: PxarEntry): void {
+    const list = this.summary.damagedFiles;
+    if (this.damage === undefined || list === undefined || this.damage.count === 0 || e.size === 0) return;
+    let src: ReadAt | undefined;
+    let start: number;
+    if (e.contentOffset !== undefined) {
+      src = this.acc.archive;
+      start = e.contentOffset;
+    } else if (e.payloadOffset !== undefined && this.payload !== undefined) {
+      src = this.payload;
+      start = e.payloadOffset + HEADER_SIZE;
+    } else return;
+    for (const d of this.damage.overlapping(src.name, start, start + e.size)) {
+      if (list.length >= MAX_DAMAGED_FILES) return;
+      if (list.length === MAX_DAMAGED_FILES - 1) this.warn(`${MAX_DAMAGED_FILES} files with damaged ranges: the list stops there`);
+      list.push({
+        path: path.toString(),
+        start: Math.max(d.start, start) - start,
+        end: Math.min(d.end, start + e.size) - start,
+        archive: d.archive,
+        chunk: d.chunk,
+      });
+    }
   }
 
   warn(line: string): void {
@@ -228,6 +284,7 @@ class Restorer {
       // A trailing hole leaves the file short: set its length.
       if (hole) ftruncateSync(fd, e.size);
       this.summary.bytes += e.size;
+      this.noteDamage(path, e);
     } catch (err) {
       throw err instanceof PbsfsError ? err : fromSystemError(err, path.toString(), 'cannot write file');
     } finally {
@@ -386,7 +443,7 @@ export async function restorePxar(
     throw fromSystemError(err, realTarget, 'cannot write into the restore target');
   });
   const timeMethod = await detectTimeMethod();
-  const r = new Restorer(acc, staging, realTarget, timeMethod, opts);
+  const r = new Restorer(acc, staging, realTarget, timeMethod, opts, payload);
   const targetBuf = Buffer.from(realTarget);
   try {
     if (start.kind !== 'directory') {

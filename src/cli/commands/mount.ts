@@ -43,6 +43,8 @@ import { archiveRoot, snapshotDir } from '../../vfs/snapshot-nodes.js';
 import type { VfsNode } from '../../vfs/types.js';
 import type { PxarTreeOptions } from '../../vfs/pxar-tree.js';
 import { action, globalOptions, requireRepository } from '../context.js';
+import { ALLOW_DAMAGED_HELP, ALLOW_DAMAGED_WARNING, damageReportLines } from '../damage-output.js';
+import { DamageReport, formatDamageEntry } from '../../index/damage-report.js';
 import { KeySource } from '../snapshot-args.js';
 
 /**
@@ -73,6 +75,8 @@ export interface MountPlan {
   nlinkScan: 'auto' | 'scan' | 'off';
   /** Worker threads decoding chunks; 0 decodes on the main thread. */
   decodeThreads: number;
+  /** --allow-damaged: unreadable chunks read as zeros (logged, reported at unmount), not EIO. */
+  allowDamaged?: boolean;
   /** The decrypted --keyfile key (hex). */
   keyHex?: string;
   /** Passphrase of the --master-keyfile PEM. */
@@ -89,6 +93,7 @@ interface MountCliOptions {
   stats?: boolean;
   logFile?: string;
   daemonChild?: boolean;
+  allowDamaged?: boolean;
 }
 
 function decodeThreadsSetting(): number {
@@ -185,9 +190,12 @@ interface BuiltRoot {
   root: VfsNode;
   source: string;
   readers: Readers;
+  damage: DamageReport | undefined;
 }
 
 async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
+  // Each zero-filled range is logged as it happens (stderr: the terminal, or the daemon's log).
+  const damage = plan.allowDamaged ? new DamageReport((e) => process.stderr.write(`pbsfs: damaged: ${formatDamageEntry(e)}\n`)) : undefined;
   const ds = await Datastore.open(plan.repository);
   const ns: Namespace = parseNamespace(plan.ns ?? '');
   const readers = new Readers(ds, plan.cacheBytes, plan.decodeThreads);
@@ -210,21 +218,21 @@ async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
     fileKey ?? (keySource ? keySource.forSnapshot(d, n, ref) : undefined);
   const open = async (inNs: Namespace, ref: SnapshotRef): Promise<Snapshot> => {
     const crypt = await keyFor(ds, inNs, ref);
-    return Snapshot.open(ds, inNs, ref, { ...(crypt ? { crypt } : {}), chunkReader: readers.get(crypt) });
+    return Snapshot.open(ds, inNs, ref, { ...(crypt ? { crypt } : {}), chunkReader: readers.get(crypt), ...(damage ? { damage } : {}) });
   };
 
   const tree: PxarTreeOptions = { nlink: plan.nlinkScan };
   if (plan.snapshot === undefined) {
     // Snapshots opened inside the tree share this mount's readers (and so its counters).
     const root = datastoreTree(ds, ns, { openSnapshot: (_d, inNs, ref) => open(inNs, ref), tree });
-    return { root, source: `pbsfs:${plan.repository}`, readers };
+    return { root, source: `pbsfs:${plan.repository}`, readers, damage };
   }
   const snapshot = await open(ns, parseSnapshotRef(plan.snapshot));
-  if (plan.archive === undefined) return { root: snapshotDir(snapshot, tree), source: `pbsfs:${snapshot.refString}`, readers };
+  if (plan.archive === undefined) return { root: snapshotDir(snapshot, tree), source: `pbsfs:${snapshot.refString}`, readers, damage };
   const root = await archiveRoot(snapshot, plan.archive, tree);
   // Fail now, not on first access, when the archive cannot be read (wrong key, damage).
   await root.readdir?.();
-  return { root, source: `pbsfs:${snapshot.refString}:${plan.archive}`, readers };
+  return { root, source: `pbsfs:${snapshot.refString}:${plan.archive}`, readers, damage };
 }
 
 function formatStats(s: Record<string, unknown>): string {
@@ -241,15 +249,21 @@ function formatStats(s: Record<string, unknown>): string {
 
 /**
  * Mounts according to `plan` in this process; calls `onReady` once the mount answers. Resolves
- * when the filesystem has been unmounted.
+ * when the filesystem has been unmounted, with the number of chunks read as zeros
+ * (--allow-damaged).
  */
-export async function runMount(plan: MountPlan, onReady: () => void): Promise<void> {
+export async function runMount(plan: MountPlan, onReady: () => void): Promise<{ damagedChunks: number }> {
+  if (plan.allowDamaged) process.stderr.write(ALLOW_DAMAGED_WARNING);
   const built = await buildRoot(plan);
+  const damage = built.damage;
   const core = new VfsCore(built.root, {
     ...(plan.uid !== undefined ? { uid: plan.uid } : {}),
     ...(plan.gid !== undefined ? { gid: plan.gid } : {}),
     readahead: plan.readahead,
-    stats: () => built.readers.stats(),
+    stats: () => ({
+      ...built.readers.stats(),
+      ...(damage !== undefined ? { damagedChunks: damage.count, damagedBytes: damage.bytes } : {}),
+    }),
   });
   const m = await mountCore(core, plan.mountpoint, { allowOther: plan.allowOther, source: built.source });
   let stopping = false;
@@ -272,6 +286,15 @@ export async function runMount(plan: MountPlan, onReady: () => void): Promise<vo
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
   if (plan.stats) process.stderr.write(`pbsfs: statistics for ${plan.mountpoint}\n${formatStats(core.statsSnapshot())}\n`);
+  if (damage !== undefined) {
+    const lines = damageReportLines(damage);
+    process.stderr.write(
+      lines.length > 0
+        ? `pbsfs: damage report for ${plan.mountpoint}\n${lines.join('\n')}\n`
+        : `pbsfs: damage report for ${plan.mountpoint}: no unreadable chunks were read\n`,
+    );
+  }
+  return { damagedChunks: damage?.count ?? 0 };
 }
 
 /** The daemon child: plan from fd 3, outcome to fd 4. */
@@ -383,6 +406,7 @@ export function register(program: Command): void {
     .option('--foreground', 'stay attached to the terminal (Ctrl-C unmounts)')
     .option('--stats', 'print chunk and read counters at unmount')
     .option('--log-file <path>', 'append the mount process\'s messages (read errors, statistics) to this file')
+    .option('--allow-damaged', `${ALLOW_DAMAGED_HELP} (here: logged as they happen, the report printed or logged at unmount; reads of them no longer fail with EIO)`)
     .addOption(new Option('--daemon-child').hideHelp())
     .action(
       action(async (args: string[], opts: MountCliOptions, cmd: Command) => {
@@ -418,16 +442,21 @@ export function register(program: Command): void {
           debug: g.debug,
           nlinkScan: nlinkScanSetting(),
           decodeThreads: decodeThreadsSetting(),
+          ...(opts.allowDamaged ? { allowDamaged: true } : {}),
         };
         // The key is unlocked here, on the user's terminal; the child gets the result.
         if (plan.keyfile !== undefined) plan.keyHex = (await loadKeyFile(plan.keyfile)).crypt.encKey.toString('hex');
         if (plan.masterKeyfile !== undefined) plan.masterPassphrase = await getPassphrase({ prompt: 'Master Key Password: ' });
         if (opts.foreground) {
-          await runMount(plan, () =>
+          const r = await runMount(plan, () =>
             process.stderr.write(`pbsfs: mounted at ${plan.mountpoint} (Ctrl-C or pbsfs umount to unmount)\n`),
           );
+          // As restore and cat: status 1 when data was zero-filled.
+          if (r.damagedChunks > 0) process.exitCode = 1;
           return;
         }
+        // The daemon writes the warning into its log; say it here too unless it shares our terminal.
+        if (plan.allowDamaged && (opts.logFile !== undefined || !process.stderr.isTTY)) process.stderr.write(ALLOW_DAMAGED_WARNING);
         await daemonize(plan, opts.logFile !== undefined ? resolve(opts.logFile) : undefined);
       }),
     );

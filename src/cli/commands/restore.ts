@@ -10,6 +10,13 @@ import { formatBytes } from '../../util/bytes.js';
 import { action, globalOptions, isInteractive, printResult } from '../context.js';
 import { openSnapshotPxar } from '../pxar-hooks.js';
 import { openSnapshotArg } from '../snapshot-args.js';
+import { ALLOW_DAMAGED_HELP, finishDamageReport, startDamageReport, withDamageNote } from '../damage-output.js';
+
+interface RestoreCliOptions {
+  path?: string;
+  xattrs: boolean;
+  allowDamaged?: boolean;
+}
 
 export function register(program: Command): void {
   program
@@ -20,10 +27,18 @@ export function register(program: Command): void {
     .argument('<target>', 'directory to restore into (created if missing; existing files are never replaced)')
     .option('--path <path>', 'restore only this path of the archive, as TARGET/<its name>')
     .option('--no-xattrs', 'do not restore xattrs, ACLs and file capabilities')
+    .option('--allow-damaged', ALLOW_DAMAGED_HELP)
+    .addHelpText(
+      'after',
+      '\nWith --allow-damaged, file contents in unreadable chunks are restored as zeros; the damaged ranges\n' +
+        'and the files they hit are reported (stderr, or "damaged"/"damagedFiles" in JSON) and the exit\n' +
+        'status is 1. Damage inside the archive metadata still fails the restore (exit 3).',
+    )
     .action(
-      action(async (snapshotArg: string, archive: string, target: string, opts: { path?: string; xattrs: boolean }, cmd: Command) => {
+      action(async (snapshotArg: string, archive: string, target: string, opts: RestoreCliOptions, cmd: Command) => {
         const g = globalOptions(cmd);
-        const { snapshot } = await openSnapshotArg(g, snapshotArg);
+        const damage = startDamageReport(opts.allowDamaged);
+        const { snapshot } = await openSnapshotArg(g, snapshotArg, damage !== undefined ? { damage } : {});
         const src = await openSnapshotPxar(snapshot, archive);
         let bar: cliProgress.SingleBar | undefined;
         let last = 0;
@@ -52,12 +67,24 @@ export function register(program: Command): void {
             ...(opts.path !== undefined ? { path: opts.path } : {}),
             xattrs: opts.xattrs,
             onProgress,
+            ...(damage !== undefined ? { damage } : {}),
           });
+        } catch (e) {
+          bar?.stop();
+          finishDamageReport(g, damage, { text: true });
+          throw withDamageNote(e, damage);
         } finally {
           bar?.stop();
         }
         for (const w of summary.warnings) process.stderr.write(`pbsfs: warning: ${w}\n`);
-        printResult(g, summary, () => {
+        // Damaged files: on stderr in text mode; in the JSON summary (stdout) otherwise.
+        if (g.outputFormat === 'text') {
+          for (const f of summary.damagedFiles ?? []) {
+            process.stderr.write(`pbsfs: damaged file: ${f.path}: bytes ${f.start}..${f.end} are zeros (${f.archive} chunk ${f.chunk})\n`);
+          }
+        }
+        const result = damage !== undefined ? { ...summary, damaged: damage.entries() } : summary;
+        printResult(g, result, () => {
           const s = summary;
           const parts = [
             `${s.files} files (${formatBytes(s.bytes)})`,
@@ -70,6 +97,8 @@ export function register(program: Command): void {
           const times = s.timeMethod === 'node' ? ' (mtimes to the microsecond)' : '';
           return `restored ${parts.join(', ')} into ${s.target}${times}`;
         });
+        if (g.outputFormat === 'text') finishDamageReport(g, damage);
+        else if (damage !== undefined && damage.count > 0 && !process.exitCode) process.exitCode = 1;
       }),
     );
 }
