@@ -112,14 +112,14 @@ export function register(program: Command): void {
           });
           if (path !== undefined) {
             await catPxarPath({ snapshot, archive, path, out });
-            return;
-          }
-          const entry = snapshot.resolveFile(archive);
-          if (entry.filename.endsWith('.blob')) {
-            await writeWithBackpressure(out, await snapshot.readBlob(entry.filename));
           } else {
-            const { readAt } = await snapshot.openIndex(entry.filename);
-            await streamIndex(readAt, out);
+            const entry = snapshot.resolveFile(archive);
+            if (entry.filename.endsWith('.blob')) {
+              await writeWithBackpressure(out, await snapshot.readBlob(entry.filename));
+            } else {
+              const { readAt } = await snapshot.openIndex(entry.filename);
+              await streamIndex(readAt, out);
+            }
           }
         } catch (e) {
           if (!(e instanceof OutputClosed)) {
