@@ -18,7 +18,8 @@ import { Datastore } from '../../src/store/datastore.js';
 import { copyDatastore, type DatastoreCopy } from '../helpers/datastore-copy.js';
 import { expectedSnapshots, splitSnapshotPath, type ExpectedChunk, type ExpectedSnapshot } from '../helpers/datastore-expected.js';
 import { MountTracker } from '../helpers/mount-cli.js';
-import { datastoreDir, pxarDir } from '../helpers/paths.js';
+import { crc32 } from '../../src/util/crc32.js';
+import { datastoreDir, keysDir, pxarDir } from '../helpers/paths.js';
 import { errorLine, runCli } from './cli.js';
 
 const snaps = expectedSnapshots();
@@ -127,6 +128,44 @@ describe('cat --allow-damaged on an image archive', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.equals(original)).toBe(true);
     expect(r.stderr.trim()).toBe(WARNING);
+  });
+});
+
+describe('cat --allow-damaged on an encrypted image (GCM tag failure)', () => {
+  const encSnap = snaps.find((s) => s.crypt_mode === 'encrypt' && s.files[imageName] !== undefined);
+  it('zero-fills the chunk that fails authentication and reports it as a crypto failure', async () => {
+    expect(encSnap, 'an encrypted snapshot with the image archive').toBeDefined();
+    const chunks = withIndex(encSnap!.files[imageName]!.chunks!);
+    const bad = uniqueChunks(chunks).map((c) => chunks.find((x) => x.digest === c.digest)!)[0]!;
+    const ds = await copyDatastore();
+    try {
+      const p = chunkPath(ds.root, bad.digest);
+      const raw = await readFile(p);
+      // Ciphertext bit flip with the CRC fixed up: only the GCM tag check can catch it.
+      raw[raw.length >> 1]! ^= 0x40;
+      raw.writeUInt32LE(crc32(raw.subarray(44)), 8);
+      await writeFile(p, raw);
+      const { args: nsArgs, ref } = snapArgs(encSnap!);
+      const keyArgs = ['--keyfile', join(keysDir, 'key-none.json')];
+      const original = await runCli(['--repository', datastoreDir, ...nsArgs, ...keyArgs, 'cat', ref, imageName]);
+      expect(original.code, original.stderr).toBe(0);
+      const r = await runCli(['--repository', ds.root, ...nsArgs, ...keyArgs, '--output-format', 'json', 'cat', '--allow-damaged', ref, imageName]);
+      expect(r.code, r.stderr).toBe(1);
+      const expected = Buffer.from(original.stdout);
+      expected.fill(0, bad.start, bad.end);
+      expect(r.stdout.equals(expected)).toBe(true);
+      const entries = r.stderr
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => (JSON.parse(l) as { damaged: { digest: string; kind: string; chunk: number } }).damaged);
+      expect(entries).toHaveLength(1);
+      expect([entries[0]!.digest, entries[0]!.kind, entries[0]!.chunk]).toEqual([bad.digest, 'crypto', bad.i]);
+      const without = await runCli(['--repository', ds.root, ...nsArgs, ...keyArgs, 'cat', ref, imageName]);
+      expect(without.code).toBe(2);
+      expect(errorLine(without)).toContain(bad.digest);
+    } finally {
+      await ds.cleanup();
+    }
   });
 });
 
