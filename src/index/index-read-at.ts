@@ -125,6 +125,13 @@ export class IndexReadAt implements ReadAt {
     // their I/O overlaps with this read.
     if (first === this.lastChunk || first === this.lastChunk + 1) this.readAhead(last + 1);
     this.lastChunk = last;
+    if (first === last) {
+      // Within one chunk (every FUSE read of up to 1 MiB, most metadata reads): a view of the
+      // cached plaintext, no copy and no new allocation. The ReadAt contract says callers do
+      // not modify what they get.
+      const r = this.index.chunkRange(first);
+      return (await this.chunk(first)).subarray(start - r.start, end - r.start);
+    }
     const out = Buffer.allocUnsafe(end - start);
     // Fetch up to READ_AHEAD chunks concurrently, copy them out in order.
     const pending: Promise<Buffer>[] = [];
@@ -154,6 +161,17 @@ export class IndexReadAt implements ReadAt {
       throw e;
     }
     return out;
+  }
+
+  /** ReadAt.prefetch: starts fetching the chunks under the range (at most 8) into the cache. */
+  prefetch(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset >= this.size) return;
+    const first = this.index.chunkAt(offset);
+    const last = Math.min(first + 7, this.index.chunkAt(Math.min(this.size, offset + length) - 1));
+    for (let i = first; i <= last; i++) {
+      const { start, end } = this.index.chunkRange(i);
+      this.reader.prefetch({ digest: this.index.digest(i), expectedSize: end - start, cryptMode: this.cryptMode });
+    }
   }
 
   private readAhead(from: number): void {

@@ -14,6 +14,7 @@ export interface ReadAt {
   /**
    * Returns the bytes [offset, offset + length) clipped to `size` (shorter only at the end of
    * the stream). Implementations verify what they return; they never return unverified bytes.
+   * The result may share memory with a cache: callers must treat it as read-only.
    */
   readAt(offset: number, length: number): Promise<Buffer>;
   /**
@@ -22,6 +23,11 @@ export interface ReadAt {
    * a header). Absent on sources that never zero-fill.
    */
   zeroFilled?(offset: number, length: number): boolean;
+  /**
+   * A hint that [offset, offset + length) will be read soon: sources with slow fetches start
+   * them in the background. Never throws; failures surface when the range is read.
+   */
+  prefetch?(offset: number, length: number): void;
 }
 
 /** Reads exactly `length` bytes or throws a FormatError naming the stream (truncated input). */

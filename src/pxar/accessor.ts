@@ -21,6 +21,9 @@ import { ItemReader, NeedMore, decodeChild, decodeChildSync, decodeEntryBody, en
 import { pxarHashParts } from './siphash.js';
 import type { PxarEntry } from './types.js';
 
+/** How far ahead of the child being decoded a directory listing asks for data. */
+const READDIR_PREFETCH_BYTES = 8 * 1024 * 1024;
+
 export interface AccessorOptions {
   /** Decoded entries kept in memory (default 8192). */
   cacheEntries?: number;
@@ -204,6 +207,27 @@ export class PxarAccessor {
     return entry;
   }
 
+  /**
+   * The entry whose FILENAME item starts at `pos`, found before through a listing or lookup (a
+   * mount rebuilds nodes it has dropped from its cache this way). Directories need their `end`
+   * (from their parent's goodbye record); other kinds end with their own terminal item.
+   */
+  async entryAt(pos: number, end?: number): Promise<PxarEntry> {
+    const cached = this.entries.get(pos);
+    if (cached !== undefined) return cached;
+    const limit = end ?? this.archive.size;
+    if (!Number.isSafeInteger(pos) || pos < 0 || limit > this.archive.size || pos >= limit) {
+      throw this.error(`no entry can start at ${pos}`, Math.max(0, Math.min(pos, this.archive.size)));
+    }
+    const entry = await decodeChild(new ItemReader(this.archive, 512), pos, limit, this.version);
+    if (entry.kind === 'directory') {
+      if (end === undefined) throw this.error('a directory entry was asked for without its end', pos);
+      entry.end = end;
+    }
+    this.entries.set(pos, entry);
+    return entry;
+  }
+
   /** Table indices whose hash equals `name`'s, in table order (BST descent, both sides on ties). */
   private candidates(dir: PxarDir, name: Buffer): number[] {
     const { lo, hi } = pxarHashParts(name);
@@ -247,7 +271,17 @@ export class PxarAccessor {
     order.sort((a, b) => a.pos - b.pos);
     const r = new ItemReader(this.archive, 16 * 1024);
     const out: PxarEntry[] = [];
-    for (const { idx } of order) {
+    // A large directory's children are spread over many chunks (in a unified archive, between
+    // the contents of its files): ask for the next few MiB ahead of the one being decoded, so
+    // that fetching and decrypting them overlaps with decoding (and each other).
+    let hinted = 0;
+    for (const { idx, pos } of order) {
+      if (this.archive.prefetch !== undefined) {
+        while (hinted < order.length && order[hinted]!.pos <= pos + READDIR_PREFETCH_BYTES) {
+          this.archive.prefetch(order[hinted]!.pos, HEADER_SIZE);
+          hinted++;
+        }
+      }
       const e = await this.childAt(dir, idx, r);
       // A record must carry its child's name hash, or lookups could never find that child.
       const { lo, hi } = pxarHashParts(e.name);

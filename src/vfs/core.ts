@@ -48,14 +48,27 @@ export function errnoOf(e: unknown): string {
 }
 
 const domainRoots = new WeakMap<VfsNode, number>();
+const inodeSources = new WeakMap<VfsNode, InodeSource>();
 let nextDomain = 1;
 
 /**
- * Declares `root` the root of an archive tree: inode numbers below it are compared only with
- * each other (hardlinks share one). Returns the node for chaining.
+ * Rebuilds any node of an archive tree from its inode number (st_ino), so that a mount of that
+ * archive alone needs no table of every node the kernel has seen: the node id is the inode
+ * number, and nodes live in a bounded cache. Without this, memory grows with every entry the
+ * kernel keeps in its dentry cache (a `find` over ten million files would keep ten million nodes).
  */
-export function registerInodeDomain<T extends VfsNode>(root: T): T {
+export interface InodeSource {
+  nodeByIno(ino: number): Promise<VfsNode>;
+}
+
+/**
+ * Declares `root` the root of an archive tree: inode numbers below it are compared only with
+ * each other (hardlinks share one). `source`, when given, can rebuild any node of the tree from
+ * its inode number (see InodeSource). Returns the node for chaining.
+ */
+export function registerInodeDomain<T extends VfsNode>(root: T, source?: InodeSource): T {
   if (!domainRoots.has(root)) domainRoots.set(root, nextDomain++);
+  if (source !== undefined) inodeSources.set(root, source);
   return root;
 }
 
@@ -86,6 +99,8 @@ export interface VfsCoreOptions {
   log?: (line: string) => void;
   /** Entries kept by the path-resolution cache. Default 4096. */
   pathCacheSize?: number;
+  /** Nodes kept in memory when the root archive can rebuild them (see InodeSource). Default 16384. */
+  nodeCacheSize?: number;
 }
 
 export const STATS_XATTR = 'user.pbsfs.stats';
@@ -166,6 +181,12 @@ export class VfsCore {
   private readonly pathCache: LRUCache<string, VfsNode>;
   private readonly loggedErrors = new Set<string>();
   private readonly singleDomain: boolean;
+  /**
+   * Set when the whole mount is one archive whose nodes can be rebuilt: node id = st_ino, no
+   * per-node table, no reference counting; `nodeCache` keeps the recently used nodes.
+   */
+  private readonly source: InodeSource | undefined;
+  private readonly nodeCache: LRUCache<number, InodeEntry> | undefined;
   readonly counters: VfsCounters = { lookups: 0, opens: 0, reads: 0, bytesRead: 0, readErrors: 0, prefetches: 0, openFiles: 0, inodes: 1 };
   private readonly readahead: number;
   private readonly prefetchStep: number;
@@ -179,6 +200,8 @@ export class VfsCore {
     if (root.kind !== 'directory') throw new UsageError('the root of a mount must be a directory');
     const domain = domainRoots.get(root) ?? 0;
     this.singleDomain = domain !== 0;
+    this.source = this.singleDomain ? inodeSources.get(root) : undefined;
+    this.nodeCache = this.source !== undefined ? new LRUCache({ max: Math.max(16, opts.nodeCacheSize ?? 16384) }) : undefined;
     this.inodes.set(ROOT_ID, {
       nodeid: ROOT_ID,
       node: root,
@@ -198,9 +221,21 @@ export class VfsCore {
 
   // ---- attributes -------------------------------------------------------------------------
 
-  private inode(nodeid: number): InodeEntry {
-    const e = this.inodes.get(nodeid);
-    if (e === undefined) throw new VfsError('ENOENT', `unknown node id ${nodeid}`);
+  private async inode(nodeid: number): Promise<InodeEntry> {
+    const e = this.inodes.get(nodeid) ?? this.nodeCache?.get(nodeid);
+    if (e !== undefined) return e;
+    if (this.source === undefined || nodeid === ROOT_ID) throw new VfsError('ENOENT', `unknown node id ${nodeid}`);
+    // A node the kernel still knows but our cache has dropped: rebuild it from its inode number.
+    const node = await this.source.nodeByIno(nodeid);
+    return this.remember(nodeid, node, Buffer.from(`inode ${nodeid}`), ROOT_ID);
+  }
+
+  /** Compact mode: caches a node under its node id (= st_ino). */
+  private remember(nodeid: number, node: VfsNode, name: Buffer, parent: number): InodeEntry {
+    const known = this.nodeCache!.get(nodeid);
+    if (known !== undefined) return known;
+    const e: InodeEntry = { nodeid, node, domain: 1, key: nodeid, lookups: 1, parent, name, attr: undefined };
+    this.nodeCache!.set(nodeid, e);
     return e;
   }
 
@@ -226,19 +261,24 @@ export class VfsCore {
     for (let depth = 0; cur !== undefined && cur.nodeid !== ROOT_ID; depth++) {
       if (depth > 4096) return `.../${parts.reverse().join('/')}`;
       parts.push(cur.name.toString());
-      cur = this.inodes.get(cur.parent);
+      cur = this.inodes.get(cur.parent) ?? this.nodeCache?.get(cur.parent);
       if (cur === undefined) return `.../${parts.reverse().join('/')}`;
     }
     return `/${parts.reverse().join('/')}`;
   }
 
   async getattr(nodeid: number): Promise<VfsStat> {
-    return this.attrOf(this.inode(nodeid));
+    return this.attrOf(await this.inode(nodeid));
   }
 
   /** Registers `child` (found under `parent` as `name`) and takes one lookup reference. */
   private async enter(parent: InodeEntry, name: Buffer, child: VfsNode): Promise<ResolvedEntry> {
     const st = await child.stat();
+    if (this.nodeCache !== undefined && domainRoots.get(child) === undefined) {
+      const e = this.remember(st.ino, child, name, parent.nodeid);
+      e.attr ??= this.present(st, st.ino);
+      return { nodeid: st.ino, attr: e.attr };
+    }
     // A child is in its parent's domain unless it roots a domain of its own. Made-up nodes
     // (domain 0) are identified by object; archive nodes by (domain, ino).
     const domain = domainRoots.get(child) ?? parent.domain;
@@ -269,7 +309,7 @@ export class VfsCore {
   /** LOOKUP: the child's node id and attributes (one reference taken), or undefined. */
   async lookup(parentId: number, name: Buffer): Promise<ResolvedEntry | undefined> {
     this.counters.lookups++;
-    const parent = this.inode(parentId);
+    const parent = await this.inode(parentId);
     const child = await this.childOf(parent.node, name);
     if (child === undefined) return undefined;
     return this.enter(parent, name, child);
@@ -277,7 +317,7 @@ export class VfsCore {
 
   /** FORGET: the kernel dropped `n` references. */
   forget(nodeid: number, n: number): void {
-    if (nodeid === ROOT_ID) return;
+    if (nodeid === ROOT_ID || this.nodeCache !== undefined) return;
     const e = this.inodes.get(nodeid);
     if (e === undefined) return;
     e.lookups -= n;
@@ -290,7 +330,7 @@ export class VfsCore {
   }
 
   async readlink(nodeid: number): Promise<Buffer> {
-    const e = this.inode(nodeid);
+    const e = await this.inode(nodeid);
     if (e.node.kind !== 'symlink' || !e.node.readlink) throw new VfsError('EINVAL', 'not a symbolic link', this.pathOf(e));
     return e.node.readlink();
   }
@@ -298,26 +338,29 @@ export class VfsCore {
   // ---- xattrs -----------------------------------------------------------------------------
 
   async listxattr(nodeid: number): Promise<Buffer[]> {
-    return this.inode(nodeid).node.listxattr();
+    return (await this.inode(nodeid)).node.listxattr();
   }
 
   async getxattr(nodeid: number, name: Buffer): Promise<Buffer | undefined> {
     if (nodeid === ROOT_ID && name.toString() === STATS_XATTR) return Buffer.from(JSON.stringify(this.statsSnapshot()));
-    return this.inode(nodeid).node.getxattr(name);
+    return (await this.inode(nodeid)).node.getxattr(name);
   }
 
   /** Counters of the data layer and of the core, as shown by `user.pbsfs.stats`. */
   statsSnapshot(): Record<string, unknown> {
     const m = process.memoryUsage();
     const memory = { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
-    return { ...(this.opts.stats?.() ?? {}), vfs: { ...this.counters, openFiles: this.files.size }, memory };
+    return { ...(this.opts.stats?.() ?? {}), vfs: { ...this.counters, openFiles: this.files.size, ...(this.nodeCache ? { inodes: this.nodeCache.size + 1 } : {}) }, memory };
   }
 
   // ---- directories ------------------------------------------------------------------------
 
   async opendir(nodeid: number): Promise<number> {
-    const e = this.inode(nodeid);
-    if (e.node.kind !== 'directory') throw new VfsError('ENOTDIR', 'not a directory', this.pathOf(e));
+    // The kernel opens directories it has cached the listing of (FOPEN_CACHE_DIR) only to read
+    // that cache: a node that must be rebuilt is not needed until a READDIR actually comes.
+    const known = this.inodes.get(nodeid) ?? this.nodeCache?.get(nodeid);
+    if (known === undefined && this.source === undefined) throw new VfsError('ENOENT', `unknown node id ${nodeid}`);
+    if (known !== undefined && known.node.kind !== 'directory') throw new VfsError('ENOTDIR', 'not a directory', this.pathOf(known));
     const dh = this.nextHandle++;
     this.dirs.set(dh, { nodeid, entries: undefined });
     return dh;
@@ -331,7 +374,8 @@ export class VfsCore {
   private async dirEntries(dh: number): Promise<{ dir: InodeEntry; list: VfsDirEntry[] }> {
     const d = this.dirs.get(dh);
     if (d === undefined) throw new VfsError('EBADF', `unknown directory handle ${dh}`);
-    const dir = this.inode(d.nodeid);
+    const dir = await this.inode(d.nodeid);
+    if (dir.node.kind !== 'directory') throw new VfsError('ENOTDIR', 'not a directory', this.pathOf(dir));
     if (d.entries === undefined) d.entries = dir.node.readdir ? dir.node.readdir() : Promise.resolve([]);
     try {
       return { dir, list: await d.entries };
@@ -390,7 +434,7 @@ export class VfsCore {
   // ---- files ------------------------------------------------------------------------------
 
   async open(nodeid: number): Promise<number> {
-    const e = this.inode(nodeid);
+    const e = await this.inode(nodeid);
     if (e.node.kind === 'directory') throw new VfsError('EISDIR', 'is a directory', this.pathOf(e));
     if (!e.node.open) throw new VfsError('EINVAL', 'not a regular file', this.pathOf(e));
     const attr = await this.attrOf(e);

@@ -24,7 +24,7 @@ import { allXattrs } from '../pxar/acl.js';
 import { makedev } from '../pxar/format.js';
 import { PxarSequentialDecoder } from '../pxar/sequential.js';
 import type { PxarEntry, PxarKind } from '../pxar/types.js';
-import { registerInodeDomain } from './core.js';
+import { registerInodeDomain, type InodeSource } from './core.js';
 import type { VfsDirEntry, VfsFileHandle, VfsKind, VfsNode, VfsStat } from './types.js';
 
 export interface PxarTreeOptions extends AccessorOptions {
@@ -47,8 +47,17 @@ const KIND: Record<Exclude<PxarKind, 'hardlink'>, VfsKind> = {
 };
 
 /** Shared state of one opened archive. */
-export class PxarTree {
+export class PxarTree implements InodeSource {
   private linkCounts: Promise<Map<number, number> | undefined> | undefined;
+  /**
+   * What rebuilding a node from its inode number needs beyond the archive itself: a directory's
+   * end (from its parent's goodbye record) and depth, and which files were reached through a
+   * hardlink. A few bytes per directory seen, none per file.
+   */
+  private readonly dirEnds = new Map<number, number>();
+  private readonly dirDepths = new Map<number, number>();
+  private readonly hardlinked = new Set<number>();
+  private rootNode: PxarNode | undefined;
   readonly scanNlink: boolean;
   readonly maxDepth: number;
 
@@ -96,6 +105,34 @@ export class PxarTree {
     }
     const target = entry.kind === 'hardlink' ? await this.accessor.resolve(entry) : entry;
     if (target.kind === 'hardlink') throw new UsageError('a hardlink node needs its resolved target');
+    const ino = pxarIno(target);
+    if (target.kind === 'directory' && ino !== 1) {
+      this.dirEnds.set(ino, target.end);
+      this.dirDepths.set(ino, depth);
+    }
+    if (entry.kind === 'hardlink') this.hardlinked.add(ino);
+    return this.nodeOf(entry, target, depth);
+  }
+
+  /** True once a hardlink to the file with this inode number has been seen. */
+  isHardlinked(ino: number): boolean {
+    return this.hardlinked.has(ino);
+  }
+
+  /** The root directory node (made once). */
+  async root(): Promise<PxarNode> {
+    this.rootNode ??= await this.node(this.accessor.root(), 0);
+    return this.rootNode;
+  }
+
+  /** InodeSource: the node of an entry listed or looked up before, from its inode number. */
+  async nodeByIno(ino: number): Promise<VfsNode> {
+    if (ino === 1) return this.root();
+    const entry = await this.accessor.entryAt(ino - 2, this.dirEnds.get(ino));
+    return this.nodeOf(entry, entry, this.dirDepths.get(ino) ?? 0);
+  }
+
+  private nodeOf(entry: PxarEntry, target: PxarEntry, depth: number): PxarNode {
     // One class per kind: the VfsNode contract tells kinds apart by which methods exist, and
     // prototype methods cost nothing per node (a mount may hold every entry of an archive).
     if (target.kind === 'directory') return new PxarDirNode(this, entry, target, depth);
@@ -136,7 +173,7 @@ export class PxarNode implements VfsNode {
     if (t.kind === 'file') {
       const counts = this.tree.scanNlink ? await this.tree.hardlinkCounts() : undefined;
       if (counts !== undefined) nlink = 1 + (counts.get(t.filenameOffset) ?? 0);
-      else if (this.entry.kind === 'hardlink') nlink = 2;
+      else if (this.entry.kind === 'hardlink' || this.tree.isHardlinked(pxarIno(t))) nlink = 2;
     }
     const size = t.kind === 'file' || t.kind === 'symlink' ? t.size : 0;
     const rdev = t.device !== undefined ? Number(makedev(BigInt(t.device.major), BigInt(t.device.minor))) : 0;
@@ -205,6 +242,5 @@ export class PxarSymlinkNode extends PxarNode {
 export async function openPxarTree(archive: ReadAt, payload?: ReadAt, opts: PxarTreeOptions = {}): Promise<PxarNode> {
   const accessor = await PxarAccessor.open(archive, payload, opts);
   const tree = new PxarTree(accessor, opts);
-  const root = await tree.node(accessor.root(), 0);
-  return registerInodeDomain(root);
+  return registerInodeDomain(await tree.root(), tree);
 }

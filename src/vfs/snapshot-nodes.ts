@@ -12,7 +12,6 @@
  * only when it is entered (until then it shows mode 0555, owner root and the backup time), an
  * image opens its index on first open, a blob is decoded on first stat or open.
  */
-import type { IndexReadAt } from '../index/index-read-at.js';
 import type { Snapshot } from '../snapshot/snapshot.js';
 import { openPxarTree, type PxarTreeOptions } from './pxar-tree.js';
 import { registerInodeDomain } from './core.js';
@@ -81,36 +80,9 @@ export class DeferredDir implements VfsNode {
   }
 }
 
-/** Prefetches the chunks of an index stream covering [offset, offset+length). */
+/** Starts fetching the chunks under a range of an index stream (read-ahead of an open file). */
 export function prefetchIndexRange(src: ReadAt, offset: number, length: number): void {
-  const r = ((src as { inner?: IndexReadAt }).inner ?? src) as IndexReadAt;
-  if (typeof r.chunk !== 'function' || r.index === undefined) return;
-  const end = Math.min(r.size, offset + length);
-  if (end <= offset) return;
-  const first = r.index.chunkAt(offset);
-  const last = r.index.chunkAt(end - 1);
-  for (let i = first; i <= last; i++) r.chunk(i).catch(() => undefined);
-}
-
-/**
- * Reads of an index stream that fall inside one chunk return a view of the cached chunk instead
- * of a copy: a sequential reader of an image then allocates nothing per 1 MiB kernel read.
- */
-export function zeroCopyIndexReader(r: IndexReadAt): ReadAt & { inner: IndexReadAt } {
-  return {
-    name: r.name,
-    size: r.size,
-    inner: r,
-    async readAt(offset: number, length: number): Promise<Buffer> {
-      const end = Math.min(r.size, offset + length);
-      if (!Number.isSafeInteger(offset) || offset < 0 || end <= offset) return r.readAt(offset, length);
-      const i = r.index.chunkAt(offset);
-      const range = r.index.chunkRange(i);
-      if (end > range.end) return r.readAt(offset, length);
-      const chunk = await r.chunk(i);
-      return chunk.subarray(offset - range.start, end - range.start);
-    },
-  };
+  src.prefetch?.(offset, length);
 }
 
 /** A file over an index archive (disk image, catalog, ...): size from the manifest. */
@@ -118,7 +90,7 @@ export function indexFileNode(snapshot: Snapshot, filename: string, size: number
   let opened: Promise<ReadAt> | undefined;
   const open = (): Promise<ReadAt> => {
     if (opened === undefined) {
-      const p = snapshot.openIndex(filename).then((o) => zeroCopyIndexReader(o.readAt));
+      const p = snapshot.openIndex(filename).then((o) => o.readAt as ReadAt);
       p.catch(() => {
         if (opened === p) opened = undefined;
       });
