@@ -3,7 +3,7 @@
  * with mount(8) and waits until the kernel's INIT has been answered (from then on the mount
  * answers requests). `unmount()` detaches it; `done` settles when the kernel ends the session.
  */
-import { statSync } from 'node:fs';
+import { opendirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { IoError, NotFoundError, UsageError } from '../errors.js';
 import { closeFuseDevice, findMount, kernelMount, kernelUnmount, openFuseDevice, setReadAheadKb, FuseSetupError } from '../../native-shims/fuse.js';
@@ -28,7 +28,10 @@ export interface MountedFs {
   unmount(lazy?: boolean): Promise<'unmounted' | 'busy' | 'not-mounted' | 'failed'>;
 }
 
-/** Throws a clear error unless `mountpoint` is an existing directory that is not a mount. */
+/**
+ * Throws a clear error unless `mountpoint` is an existing, empty directory that is not a mount.
+ * A non-empty directory is refused: the mount would hide its files until unmounted.
+ */
 export function checkMountpoint(mountpoint: string): string {
   const abs = resolve(mountpoint);
   let st;
@@ -45,7 +48,22 @@ export function checkMountpoint(mountpoint: string): string {
   if (!st.isDirectory()) throw new UsageError('mount point is not a directory', { file: abs });
   const m = findMount(abs);
   if (m !== undefined) throw new UsageError(`mount point is already a mount (${m.fstype} from ${m.source})`, { file: abs });
+  if (!isEmptyDir(abs)) throw new UsageError('mount point is not empty (mounting would hide its files); use an empty directory', { file: abs });
   return abs;
+}
+
+function isEmptyDir(path: string): boolean {
+  let d;
+  try {
+    d = opendirSync(path);
+  } catch (e) {
+    throw new IoError(`cannot use mount point: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { file: path });
+  }
+  try {
+    return d.readSync() === null;
+  } finally {
+    d.closeSync();
+  }
 }
 
 export async function mountCore(core: VfsCore, mountpoint: string, o: MountOptions = {}): Promise<MountedFs> {
