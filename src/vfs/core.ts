@@ -49,6 +49,15 @@ export function errnoOf(e: unknown): string {
 
 const domainRoots = new WeakMap<VfsNode, number>();
 const inodeSources = new WeakMap<VfsNode, InodeSource>();
+/** The InodeSource of each domain (by domain id), for mounts of several archives. */
+const sourcesByDomain = new Map<number, WeakRef<InodeSource>>();
+function* domainSourceRoots(domain: number): Generator<InodeSource> {
+  const s = sourcesByDomain.get(domain)?.deref();
+  if (s !== undefined) yield s;
+}
+/** Node ids of rebuildable archive nodes: slot * 2^44 + st_ino (see VfsCore). */
+const COMPACT_SPAN = 2 ** 44;
+const MAX_SLOTS = Math.floor(Number.MAX_SAFE_INTEGER / COMPACT_SPAN);
 let nextDomain = 1;
 
 /**
@@ -61,6 +70,11 @@ export interface InodeSource {
   nodeByIno(ino: number): Promise<VfsNode>;
 }
 
+/** The InodeSource registered with a domain root, if any. */
+export function inodeSourceOf(root: VfsNode): InodeSource | undefined {
+  return inodeSources.get(root);
+}
+
 /**
  * Declares `root` the root of an archive tree: inode numbers below it are compared only with
  * each other (hardlinks share one). `source`, when given, can rebuild any node of the tree from
@@ -68,7 +82,10 @@ export interface InodeSource {
  */
 export function registerInodeDomain<T extends VfsNode>(root: T, source?: InodeSource): T {
   if (!domainRoots.has(root)) domainRoots.set(root, nextDomain++);
-  if (source !== undefined) inodeSources.set(root, source);
+  if (source !== undefined) {
+    inodeSources.set(root, source);
+    sourcesByDomain.set(domainRoots.get(root)!, new WeakRef(source));
+  }
   return root;
 }
 
@@ -182,11 +199,15 @@ export class VfsCore {
   private readonly loggedErrors = new Set<string>();
   private readonly singleDomain: boolean;
   /**
-   * Set when the whole mount is one archive whose nodes can be rebuilt: node id = st_ino, no
-   * per-node table, no reference counting; `nodeCache` keeps the recently used nodes.
+   * Archive nodes that can be rebuilt from their inode number (InodeSource) get node ids that
+   * encode it, live only in the bounded `nodeCache`, and are never reference-counted: when the
+   * whole mount is one such archive, node id = st_ino; otherwise each archive gets a slot and
+   * node id = slot * 2^44 + st_ino (made-up nodes keep table ids below 2^44). Archives past
+   * 16 TiB, or beyond 511 slots, fall back to the table.
    */
-  private readonly source: InodeSource | undefined;
-  private readonly nodeCache: LRUCache<number, InodeEntry> | undefined;
+  private readonly slotOfDomain = new Map<number, number>();
+  private readonly slots: { domain: number; source: InodeSource }[] = [];
+  private readonly nodeCache: LRUCache<number, InodeEntry>;
   readonly counters: VfsCounters = { lookups: 0, opens: 0, reads: 0, bytesRead: 0, readErrors: 0, prefetches: 0, openFiles: 0, inodes: 1 };
   private readonly readahead: number;
   private readonly prefetchStep: number;
@@ -200,8 +221,14 @@ export class VfsCore {
     if (root.kind !== 'directory') throw new UsageError('the root of a mount must be a directory');
     const domain = domainRoots.get(root) ?? 0;
     this.singleDomain = domain !== 0;
-    this.source = this.singleDomain ? inodeSources.get(root) : undefined;
-    this.nodeCache = this.source !== undefined ? new LRUCache({ max: Math.max(16, opts.nodeCacheSize ?? 16384) }) : undefined;
+    const rootSource = this.singleDomain ? inodeSources.get(root) : undefined;
+    if (rootSource !== undefined) {
+      this.slots.push({ domain, source: rootSource });
+      this.slotOfDomain.set(domain, 0);
+    } else {
+      this.slots.push({ domain: -1, source: { nodeByIno: () => Promise.reject(new VfsError('ENOENT', 'no such node')) } });
+    }
+    this.nodeCache = new LRUCache({ max: Math.max(16, opts.nodeCacheSize ?? 16384) });
     this.inodes.set(ROOT_ID, {
       nodeid: ROOT_ID,
       node: root,
@@ -221,21 +248,41 @@ export class VfsCore {
 
   // ---- attributes -------------------------------------------------------------------------
 
-  private async inode(nodeid: number): Promise<InodeEntry> {
-    const e = this.inodes.get(nodeid) ?? this.nodeCache?.get(nodeid);
-    if (e !== undefined) return e;
-    if (this.source === undefined || nodeid === ROOT_ID) throw new VfsError('ENOENT', `unknown node id ${nodeid}`);
-    // A node the kernel still knows but our cache has dropped: rebuild it from its inode number.
-    const node = await this.source.nodeByIno(nodeid);
-    return this.remember(nodeid, node, Buffer.from(`inode ${nodeid}`), ROOT_ID);
+  /** True for node ids that encode a rebuildable archive node (see `slots`). */
+  private isCompactId(nodeid: number): boolean {
+    return this.singleDomain ? nodeid !== ROOT_ID && this.slotOfDomain.size > 0 : nodeid >= COMPACT_SPAN;
   }
 
-  /** Compact mode: caches a node under its node id (= st_ino). */
-  private remember(nodeid: number, node: VfsNode, name: Buffer, parent: number): InodeEntry {
-    const known = this.nodeCache!.get(nodeid);
+  private async inode(nodeid: number): Promise<InodeEntry> {
+    const e = this.inodes.get(nodeid) ?? this.nodeCache.get(nodeid);
+    if (e !== undefined) return e;
+    const slot = this.isCompactId(nodeid) ? this.slots[Math.floor(nodeid / COMPACT_SPAN)] : undefined;
+    if (slot === undefined) throw new VfsError('ENOENT', `unknown node id ${nodeid}`);
+    // A node the kernel still knows but our cache has dropped: rebuild it from its inode number.
+    const node = await slot.source.nodeByIno(nodeid % COMPACT_SPAN);
+    return this.remember(nodeid, slot.domain, node, Buffer.from(`inode ${nodeid % COMPACT_SPAN}`), ROOT_ID);
+  }
+
+  /** The compact node id of an archive node, or undefined when it needs a table entry. */
+  private compactId(domain: number, ino: number): number | undefined {
+    if (domain === 0 || !Number.isSafeInteger(ino) || ino < 2 || ino >= COMPACT_SPAN) return undefined;
+    let slot = this.slotOfDomain.get(domain);
+    if (slot === undefined) {
+      const source = this.singleDomain ? undefined : [...domainSourceRoots(domain)][0];
+      if (source === undefined || this.slots.length >= MAX_SLOTS) return undefined;
+      slot = this.slots.length;
+      this.slots.push({ domain, source });
+      this.slotOfDomain.set(domain, slot);
+    }
+    return slot * COMPACT_SPAN + ino;
+  }
+
+  /** Caches a compact node under its node id. */
+  private remember(nodeid: number, domain: number, node: VfsNode, name: Buffer, parent: number): InodeEntry {
+    const known = this.nodeCache.get(nodeid);
     if (known !== undefined) return known;
-    const e: InodeEntry = { nodeid, node, domain: 1, key: nodeid, lookups: 1, parent, name, attr: undefined };
-    this.nodeCache!.set(nodeid, e);
+    const e: InodeEntry = { nodeid, node, domain, key: nodeid, lookups: 1, parent, name, attr: undefined };
+    this.nodeCache.set(nodeid, e);
     return e;
   }
 
@@ -261,7 +308,7 @@ export class VfsCore {
     for (let depth = 0; cur !== undefined && cur.nodeid !== ROOT_ID; depth++) {
       if (depth > 4096) return `.../${parts.reverse().join('/')}`;
       parts.push(cur.name.toString());
-      cur = this.inodes.get(cur.parent) ?? this.nodeCache?.get(cur.parent);
+      cur = this.inodes.get(cur.parent) ?? this.nodeCache.get(cur.parent);
       if (cur === undefined) return `.../${parts.reverse().join('/')}`;
     }
     return `/${parts.reverse().join('/')}`;
@@ -274,10 +321,11 @@ export class VfsCore {
   /** Registers `child` (found under `parent` as `name`) and takes one lookup reference. */
   private async enter(parent: InodeEntry, name: Buffer, child: VfsNode): Promise<ResolvedEntry> {
     const st = await child.stat();
-    if (this.nodeCache !== undefined && domainRoots.get(child) === undefined) {
-      const e = this.remember(st.ino, child, name, parent.nodeid);
-      e.attr ??= this.present(st, st.ino);
-      return { nodeid: st.ino, attr: e.attr };
+    const compact = domainRoots.get(child) === undefined ? this.compactId(parent.domain, st.ino) : undefined;
+    if (compact !== undefined) {
+      const e = this.remember(compact, parent.domain, child, name, parent.nodeid);
+      e.attr ??= this.present(st, compact);
+      return { nodeid: compact, attr: e.attr };
     }
     // A child is in its parent's domain unless it roots a domain of its own. Made-up nodes
     // (domain 0) are identified by object; archive nodes by (domain, ino).
@@ -317,7 +365,7 @@ export class VfsCore {
 
   /** FORGET: the kernel dropped `n` references. */
   forget(nodeid: number, n: number): void {
-    if (nodeid === ROOT_ID || this.nodeCache !== undefined) return;
+    if (nodeid === ROOT_ID || this.isCompactId(nodeid)) return;
     const e = this.inodes.get(nodeid);
     if (e === undefined) return;
     e.lookups -= n;
@@ -350,7 +398,7 @@ export class VfsCore {
   statsSnapshot(): Record<string, unknown> {
     const m = process.memoryUsage();
     const memory = { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
-    return { ...(this.opts.stats?.() ?? {}), vfs: { ...this.counters, openFiles: this.files.size, ...(this.nodeCache ? { inodes: this.nodeCache.size + 1 } : {}) }, memory };
+    return { ...(this.opts.stats?.() ?? {}), vfs: { ...this.counters, openFiles: this.files.size, inodes: this.counters.inodes + this.nodeCache.size }, memory };
   }
 
   // ---- directories ------------------------------------------------------------------------
@@ -358,8 +406,8 @@ export class VfsCore {
   async opendir(nodeid: number): Promise<number> {
     // The kernel opens directories it has cached the listing of (FOPEN_CACHE_DIR) only to read
     // that cache: a node that must be rebuilt is not needed until a READDIR actually comes.
-    const known = this.inodes.get(nodeid) ?? this.nodeCache?.get(nodeid);
-    if (known === undefined && this.source === undefined) throw new VfsError('ENOENT', `unknown node id ${nodeid}`);
+    const known = this.inodes.get(nodeid) ?? this.nodeCache.get(nodeid);
+    if (known === undefined && !this.isCompactId(nodeid)) throw new VfsError('ENOENT', `unknown node id ${nodeid}`);
     if (known !== undefined && known.node.kind !== 'directory') throw new VfsError('ENOTDIR', 'not a directory', this.pathOf(known));
     const dh = this.nextHandle++;
     this.dirs.set(dh, { nodeid, entries: undefined });

@@ -14,7 +14,7 @@
  */
 import type { Snapshot } from '../snapshot/snapshot.js';
 import { openPxarTree, type PxarTreeOptions } from './pxar-tree.js';
-import { registerInodeDomain } from './core.js';
+import { inodeSourceOf, registerInodeDomain, type InodeSource } from './core.js';
 import type { VfsDirEntry, VfsFileHandle, VfsNode, VfsStat } from './types.js';
 import { LazyDir, ReadAtFile, S_IFDIR, S_IFREG, allocVirtualIno, type NodeTimes } from './virtual-nodes.js';
 import type { ReadAt } from '../io/read-at.js';
@@ -189,7 +189,17 @@ export function snapshotEntries(snapshot: Snapshot, treeOpts: PxarTreeOptions = 
       const label = `${pxar[1]}.pxar`;
       if (seen.has(label)) continue;
       seen.add(label);
-      out.push({ name: label, node: registerInodeDomain(new DeferredDir(() => openArchiveTree(snapshot, fn, treeOpts), times)) });
+      const dir = new DeferredDir(() => openArchiveTree(snapshot, fn, treeOpts), times);
+      // The archive's nodes are rebuilt by its own tree once opened (see InodeSource).
+      const source: InodeSource = {
+        nodeByIno: async (ino) => {
+          const tree = await dir.target();
+          const inner = inodeSourceOf(tree);
+          if (inner === undefined) throw new NotFoundError(`no node with inode number ${ino}`, { file: `${snapshot.path}/${fn}` });
+          return inner.nodeByIno(ino);
+        },
+      };
+      out.push({ name: label, node: registerInodeDomain(dir, source) });
     } else if (fn.endsWith('.fidx') || fn.endsWith('.didx')) {
       out.push({ name: fn.slice(0, -5), node: indexFileNode(snapshot, fn, f.size) });
     } else if (fn.endsWith('.blob')) {
