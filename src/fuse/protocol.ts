@@ -150,6 +150,23 @@ export function decodeInHeader(b: Buffer): InHeader {
   };
 }
 
+/**
+ * Little-endian u64 / i64 from a JS number without a BigInt per field (the hot path writes eight
+ * per directory entry). Values are safe integers (|v| < 2^53).
+ */
+function writeU64(b: Buffer, v: number, off: number): void {
+  b.writeUInt32LE(v % 0x100000000, off);
+  b.writeUInt32LE(Math.floor(v / 0x100000000), off + 4);
+}
+
+function writeI64(b: Buffer, v: number, off: number): void {
+  if (v >= 0) return writeU64(b, v, off);
+  // Two's complement of a negative safe integer: high word from floor division, low word mod 2^32.
+  const hi = Math.floor(v / 0x100000000);
+  b.writeUInt32LE(v - hi * 0x100000000, off);
+  b.writeInt32LE(hi, off + 4);
+}
+
 export function encodeOutHeader(b: Buffer, len: number, error: number, unique: bigint): void {
   b.writeUInt32LE(len, 0);
   b.writeInt32LE(error, 4);
@@ -172,13 +189,12 @@ export interface KernelAttr {
 
 /** Writes a fuse_attr at `off`. atime and ctime mirror mtime (a backup has only mtime). */
 export function encodeAttr(b: Buffer, off: number, a: KernelAttr): void {
-  const t = BigInt(a.mtimeSec);
-  b.writeBigUInt64LE(BigInt(a.ino), off);
-  b.writeBigUInt64LE(BigInt(a.size), off + 8);
-  b.writeBigUInt64LE(BigInt(a.blocks), off + 16);
-  b.writeBigInt64LE(t, off + 24);
-  b.writeBigInt64LE(t, off + 32);
-  b.writeBigInt64LE(t, off + 40);
+  writeU64(b, a.ino, off);
+  writeU64(b, a.size, off + 8);
+  writeU64(b, a.blocks, off + 16);
+  writeI64(b, a.mtimeSec, off + 24);
+  writeI64(b, a.mtimeSec, off + 32);
+  writeI64(b, a.mtimeSec, off + 40);
   b.writeUInt32LE(a.mtimeNsec, off + 48);
   b.writeUInt32LE(a.mtimeNsec, off + 52);
   b.writeUInt32LE(a.mtimeNsec, off + 56);
@@ -193,10 +209,10 @@ export function encodeAttr(b: Buffer, off: number, a: KernelAttr): void {
 
 /** Writes a fuse_entry_out at `off`. nodeid 0 = a cacheable negative entry. */
 export function encodeEntryOut(b: Buffer, off: number, nodeid: number, validSec: number, attr: KernelAttr | undefined): void {
-  b.writeBigUInt64LE(BigInt(nodeid), off);
-  b.writeBigUInt64LE(0n, off + 8); // generation: node ids are never reused within a mount
-  b.writeBigUInt64LE(BigInt(validSec), off + 16);
-  b.writeBigUInt64LE(BigInt(validSec), off + 24);
+  writeU64(b, nodeid, off);
+  writeU64(b, 0, off + 8); // generation: node ids are never reused within a mount
+  writeU64(b, validSec, off + 16);
+  writeU64(b, validSec, off + 24);
   b.writeUInt32LE(0, off + 32);
   b.writeUInt32LE(0, off + 36);
   if (attr) encodeAttr(b, off + 40, attr);
@@ -244,8 +260,8 @@ export function direntSize(nameLen: number, plus: boolean): number {
 
 /** Writes a dirent record at `off`; returns the offset after it. `ino` 0 is not allowed by readdir. */
 export function encodeDirent(b: Buffer, off: number, ino: number, nextOff: number, mode: number, name: Buffer): number {
-  b.writeBigUInt64LE(BigInt(ino), off);
-  b.writeBigUInt64LE(BigInt(nextOff), off + 8);
+  writeU64(b, ino, off);
+  writeU64(b, nextOff, off + 8);
   b.writeUInt32LE(name.length, off + 16);
   b.writeUInt32LE((mode >>> 12) & 0xf, off + 20);
   name.copy(b, off + 24);

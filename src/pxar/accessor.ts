@@ -174,7 +174,8 @@ export class PxarAccessor {
   }
 
   /** Decodes the child described by table record `idx`. */
-  private async childAt(dir: PxarDir, idx: number, r?: ItemReader): Promise<PxarEntry> {
+  /** `remember`: keep the entry in the entry cache (lookups); listings hand theirs to the caller. */
+  private async childAt(dir: PxarDir, idx: number, r?: ItemReader, remember = true): Promise<PxarEntry> {
     const rec = idx * GOODBYE_ITEM_SIZE;
     const recPos = dir.goodbyeStart + HEADER_SIZE + rec;
     const off = dir.table.readBigUInt64LE(rec + 8);
@@ -203,7 +204,7 @@ export class PxarAccessor {
       }
       entry.end = pos + Number(size);
     }
-    this.entries.set(pos, entry);
+    if (remember) this.entries.set(pos, entry);
     return entry;
   }
 
@@ -275,14 +276,20 @@ export class PxarAccessor {
     // the contents of its files): ask for the next few MiB ahead of the one being decoded, so
     // that fetching and decrypting them overlaps with decoding (and each other).
     let hinted = 0;
+    let lastHint = -Infinity;
     for (const { idx, pos } of order) {
       if (this.archive.prefetch !== undefined) {
         while (hinted < order.length && order[hinted]!.pos <= pos + READDIR_PREFETCH_BYTES) {
-          this.archive.prefetch(order[hinted]!.pos, HEADER_SIZE);
+          const at = order[hinted]!.pos;
+          // Children packed closely share chunks: one hint per 256 KiB is enough.
+          if (at >= lastHint + 256 * 1024) {
+            this.archive.prefetch(at, HEADER_SIZE);
+            lastHint = at;
+          }
           hinted++;
         }
       }
-      const e = await this.childAt(dir, idx, r);
+      const e = await this.childAt(dir, idx, r, false);
       // A record must carry its child's name hash, or lookups could never find that child.
       const { lo, hi } = pxarHashParts(e.name);
       const rec = idx * GOODBYE_ITEM_SIZE;

@@ -32,6 +32,11 @@ export interface PxarTreeOptions extends AccessorOptions {
   nlink?: 'auto' | 'scan' | 'off';
   /** Largest unified archive 'auto' scans (default 64 MiB). */
   nlinkScanMaxBytes?: number;
+  /**
+   * Start that scan as soon as the archive is opened (a mount: the first `ls -l` or `find` then
+   * finds it done or under way) instead of at the first stat of a file (one-shot commands).
+   */
+  nlinkScanEagerly?: boolean;
   /** Deepest directory level served (default 1024). */
   maxDepth?: number;
 }
@@ -70,6 +75,7 @@ export class PxarTree implements InodeSource {
       mode === 'scan' ||
       (mode === 'auto' && (accessor.version === 2 || accessor.archive.size <= (opts.nlinkScanMaxBytes ?? 64 * 1024 * 1024)));
     this.maxDepth = opts.maxDepth ?? 1024;
+    if (this.scanNlink && opts.nlinkScanEagerly) setImmediate(() => void this.hardlinkCounts());
   }
 
   /**
@@ -114,11 +120,6 @@ export class PxarTree implements InodeSource {
     return this.nodeOf(entry, target, depth);
   }
 
-  /** True once a hardlink to the file with this inode number has been seen. */
-  isHardlinked(ino: number): boolean {
-    return this.hardlinked.has(ino);
-  }
-
   /** The root directory node (made once). */
   async root(): Promise<PxarNode> {
     this.rootNode ??= await this.node(this.accessor.root(), 0);
@@ -129,7 +130,11 @@ export class PxarTree implements InodeSource {
   async nodeByIno(ino: number): Promise<VfsNode> {
     if (ino === 1) return this.root();
     const entry = await this.accessor.entryAt(ino - 2, this.dirEnds.get(ino));
-    return this.nodeOf(entry, entry, this.dirDepths.get(ino) ?? 0);
+    const node = this.nodeOf(entry, entry, this.dirDepths.get(ino) ?? 0);
+    // Inode numbers handed out for hardlinks are the target's: a rebuilt node cannot tell which
+    // name the kernel reached it by, so it keeps the hardlink's answer (nlink without the scan).
+    node.viaHardlink = this.hardlinked.has(ino);
+    return node;
   }
 
   private nodeOf(entry: PxarEntry, target: PxarEntry, depth: number): PxarNode {
@@ -154,6 +159,8 @@ export function pxarIno(e: PxarEntry): number {
  */
 export class PxarNode implements VfsNode {
   readonly kind: VfsKind;
+  /** Rebuilt from an inode number that a hardlink was listed under (see PxarTree.nodeByIno). */
+  viaHardlink = false;
 
   constructor(
     protected readonly tree: PxarTree,
@@ -173,7 +180,7 @@ export class PxarNode implements VfsNode {
     if (t.kind === 'file') {
       const counts = this.tree.scanNlink ? await this.tree.hardlinkCounts() : undefined;
       if (counts !== undefined) nlink = 1 + (counts.get(t.filenameOffset) ?? 0);
-      else if (this.entry.kind === 'hardlink' || this.tree.isHardlinked(pxarIno(t))) nlink = 2;
+      else if (this.entry.kind === 'hardlink' || this.viaHardlink) nlink = 2;
     }
     const size = t.kind === 'file' || t.kind === 'symlink' ? t.size : 0;
     const rdev = t.device !== undefined ? Number(makedev(BigInt(t.device.major), BigInt(t.device.minor))) : 0;

@@ -221,7 +221,7 @@ async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
     return Snapshot.open(ds, inNs, ref, { ...(crypt ? { crypt } : {}), chunkReader: readers.get(crypt), ...(damage ? { damage } : {}) });
   };
 
-  const tree: PxarTreeOptions = { nlink: plan.nlinkScan };
+  const tree: PxarTreeOptions = { nlink: plan.nlinkScan, nlinkScanEagerly: true };
   if (plan.snapshot === undefined) {
     // Snapshots opened inside the tree share this mount's readers (and so its counters).
     const root = datastoreTree(ds, ns, { openSnapshot: (_d, inNs, ref) => open(inNs, ref), tree });
