@@ -22,7 +22,7 @@ import type { ReadAt } from '../io/read-at.js';
 import { PxarAccessor, type AccessorOptions } from '../pxar/accessor.js';
 import { allXattrs } from '../pxar/acl.js';
 import { makedev } from '../pxar/format.js';
-import { PxarSequentialDecoder } from '../pxar/sequential.js';
+import { scanHardlinkCounts } from '../pxar/hardlink-scan.js';
 import type { PxarEntry, PxarKind } from '../pxar/types.js';
 import { registerInodeDomain, type InodeSource } from './core.js';
 import type { VfsDirEntry, VfsFileHandle, VfsKind, VfsNode, VfsStat } from './types.js';
@@ -85,18 +85,9 @@ export class PxarTree implements InodeSource {
    */
   hardlinkCounts(): Promise<Map<number, number> | undefined> {
     if (this.linkCounts === undefined) {
-      this.linkCounts = (async () => {
-        // Metadata only: no payload stream, so contents are never touched.
-        const dec = await PxarSequentialDecoder.open(this.accessor.archive);
-        const counts = new Map<number, number>();
-        for await (const e of dec.entries()) {
-          if (e.hardlink !== undefined) {
-            const t = e.hardlink.targetFilenameOffset;
-            counts.set(t, (counts.get(t) ?? 0) + 1);
-          }
-        }
-        return counts;
-      })().catch(() => undefined);
+      // Item headers only (no entry decoding), metadata only (for split archives the .mpxar,
+      // never the payload), so contents are never touched.
+      this.linkCounts = scanHardlinkCounts(this.accessor.archive).catch(() => undefined);
     }
     return this.linkCounts;
   }
