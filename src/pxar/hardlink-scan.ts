@@ -13,7 +13,7 @@
  */
 import { FormatError } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
-import { HEADER_SIZE, PXAR } from './format.js';
+import { HEADER_SIZE, MAX_CONTENT_SIZE, PXAR } from './format.js';
 
 /** Bytes fetched per read (headers are small and dense in metadata). */
 const WINDOW = 256 * 1024;
@@ -22,6 +22,19 @@ const FILENAME_LO = Number(PXAR.FILENAME & 0xffffffffn);
 const FILENAME_HI = Number(PXAR.FILENAME >> 32n);
 const HARDLINK_LO = Number(PXAR.HARDLINK & 0xffffffffn);
 const HARDLINK_HI = Number(PXAR.HARDLINK >> 32n);
+
+/**
+ * Item types that may appear in a metadata stream, by their low 32 bits (distinct for every
+ * type): the high word to match and the largest content size. Anything else means damage, and
+ * the scan fails rather than count from garbage.
+ */
+const ITEM_TYPES = new Map<number, { hi: number; maxContent: number }>();
+for (const [name, t] of Object.entries(PXAR)) {
+  if (name === 'GOODBYE_TAIL_MARKER' || name === 'PAYLOAD_START_MARKER' || name === 'PAYLOAD_TAIL_MARKER') continue;
+  const lo = Number(t & 0xffffffffn);
+  if (ITEM_TYPES.has(lo)) throw new Error(`pxar item types share their low word: ${name}`);
+  ITEM_TYPES.set(lo, { hi: Number(t >> 32n), maxContent: MAX_CONTENT_SIZE.get(t) ?? Number.MAX_SAFE_INTEGER });
+}
 
 /** Number of hardlinks per target FILENAME offset. Throws FormatError on a malformed stream. */
 export async function scanHardlinkCounts(archive: ReadAt): Promise<Map<number, number>> {
@@ -46,6 +59,9 @@ export async function scanHardlinkCounts(archive: ReadAt): Promise<Map<number, n
     const hi = buf.readUInt32LE(o + 4);
     const itemSize = buf.readUInt32LE(o + 8) + buf.readUInt32LE(o + 12) * 0x100000000;
     if (itemSize < HEADER_SIZE || itemSize > size - pos) throw bad(`item size ${itemSize} does not fit the stream`, pos);
+    const type = ITEM_TYPES.get(lo);
+    if (type === undefined || type.hi !== hi) throw bad('unknown item type', pos);
+    if (itemSize - HEADER_SIZE > type.maxContent) throw bad(`item of ${itemSize} bytes is larger than its type allows`, pos);
     if (lo === FILENAME_LO && hi === FILENAME_HI) {
       lastFilename = pos;
     } else if (lo === HARDLINK_LO && hi === HARDLINK_HI) {
