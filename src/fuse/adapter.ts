@@ -11,7 +11,7 @@
  * - names are raw bytes both ways, so non-UTF-8 names appear exactly as archived; no escaping.
  */
 import { PbsfsError } from '../errors.js';
-import { VfsCore, errnoOf, type DirListEntry } from '../vfs/core.js';
+import { VfsCore, VfsError, errnoOf, type DirListEntry } from '../vfs/core.js';
 import type { VfsStat } from '../vfs/types.js';
 import {
   direntSize,
@@ -85,6 +85,9 @@ export class FuseAdapter {
         // opened (no key, damaged index), which the user otherwise sees only as EIO.
         this.logOnce(`pbsfs: ${e instanceof Error ? e.message : String(e)}`);
       }
+      // A read fails only on its data (a chunk missing, damaged, undecryptable): EIO whatever the
+      // error's kind. ENOENT for a missing chunk would tell the reader its open file vanished.
+      if (h.opcode === Op.READ && !(e instanceof VfsError)) return -errnoNumber('EIO');
       return -errnoNumber(name);
     }
   };
