@@ -288,6 +288,8 @@ export class VfsCore {
 
   /** The attributes the kernel sees: overrides applied, st_ino as described above. */
   private present(st: VfsStat, nodeid: number): VfsStat {
+    // The common case (one archive, no overrides) needs no copy: stat() objects are fresh.
+    if (this.opts.uid === undefined && this.opts.gid === undefined && (this.singleDomain || st.ino === nodeid)) return st;
     return {
       ...st,
       ino: this.singleDomain ? st.ino : nodeid,
