@@ -10,7 +10,7 @@
  * - READDIRPLUS returns attributes with the names (no LOOKUP storm on `ls -l` / `find`);
  * - names are raw bytes both ways, so non-UTF-8 names appear exactly as archived; no escaping.
  */
-import { PbsfsError } from '../errors.js';
+import { NotFoundError, PbsfsError } from '../errors.js';
 import { VfsCore, VfsError, errnoOf, type DirListEntry } from '../vfs/core.js';
 import type { VfsStat } from '../vfs/types.js';
 import {
@@ -77,7 +77,11 @@ export class FuseAdapter {
     try {
       return await this.handle(h, body);
     } catch (e) {
-      const name = errnoOf(e);
+      // Names that do not exist are answered by lookups finding nothing, never by an exception:
+      // a thrown NotFoundError means data the tree needs is missing (a chunk, an index, a payload
+      // stream), which is an I/O error. As ENOENT it made a damaged directory look empty or
+      // absent, and a read say its open file vanished. VfsErrors carry their errno on purpose.
+      const name = e instanceof NotFoundError && !(e instanceof VfsError) ? 'EIO' : errnoOf(e);
       if (!(e instanceof PbsfsError) && (e as NodeJS.ErrnoException | undefined)?.code === undefined) {
         this.logOnce(`pbsfs: internal error in request ${h.opcode}: ${e instanceof Error ? e.message : String(e)}`);
       } else if (name === 'EIO' && h.opcode !== Op.READ) {
@@ -85,8 +89,7 @@ export class FuseAdapter {
         // opened (no key, damaged index), which the user otherwise sees only as EIO.
         this.logOnce(`pbsfs: ${e instanceof Error ? e.message : String(e)}`);
       }
-      // A read fails only on its data (a chunk missing, damaged, undecryptable): EIO whatever the
-      // error's kind. ENOENT for a missing chunk would tell the reader its open file vanished.
+      // A read fails only on its data (damaged, undecryptable): EIO whatever the error's kind.
       if (h.opcode === Op.READ && !(e instanceof VfsError)) return -errnoNumber('EIO');
       return -errnoNumber(name);
     }

@@ -17,7 +17,7 @@
  * The reference is read from the pristine vector datastore with the library.
  */
 import { constants, readFileSync } from 'node:fs';
-import { open as openFile, readdir } from 'node:fs/promises';
+import { open as openFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadKeyFile } from '../../src/crypto/key-config.js';
@@ -29,7 +29,7 @@ import { copyDatastore, type DatastoreCopy } from '../helpers/datastore-copy.js'
 import { MountTracker } from '../helpers/mount-cli.js';
 import { datastoreDir } from '../helpers/paths.js';
 import { errorLine, runCli } from './cli.js';
-import { FIXTURES, archive, damagedChunk, loadFingerprints, ns, nsArgs, plainKeyFile, ref, refText, victim, type Fixture } from './fixtures.js';
+import { FIXTURES, archive, chunkPath, chunks, damagedChunk, loadFingerprints, ns, nsArgs, plainKeyFile, ref, refText, victim, type Fixture } from './fixtures.js';
 
 /** The directory the archive appears as in a snapshot mount (`root.pxar.didx` -> `root.pxar`). */
 const archiveDir = archive.replace(/\.didx$/, '');
@@ -209,5 +209,29 @@ describe.each(FIXTURES.map((f) => [f.name, f] as const))('damaged datastore thro
     // The fault hits file contents, and other files are checked too (vectors: 1 and 25 of 26).
     expect(affected).toBeGreaterThan(0);
     expect(clean).toBeGreaterThan(0);
+  });
+});
+
+describe('damaged directory metadata through the mount', () => {
+  it("a missing chunk holding the archive root's goodbye table: listing gives EIO with a log line, not an empty or absent directory", async () => {
+    const copy = await copyDatastore();
+    try {
+      const last = chunks[chunks.length - 1]!;
+      await rm(chunkPath(copy.root, last.digest));
+      const log = join(copy.root, '..', 'mount.log');
+      const mp = tracker.mountpoint();
+      const r = await runCli(['--repository', copy.root, '--keyfile', plainKeyFile, ...nsArgs, 'mount', '--log-file', log, refText, mp]);
+      expect(r.code, r.stderr).toBe(0);
+      const code = await readdir(join(mp, archiveDir)).then(
+        (names) => `listed ${names.length} names`,
+        (e: NodeJS.ErrnoException) => e.code,
+      );
+      expect(code).toBe('EIO');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(readFileSync(log, 'utf8')).toContain(last.digest);
+    } finally {
+      tracker.cleanup();
+      await copy.cleanup();
+    }
   });
 });
