@@ -123,10 +123,10 @@ export class IndexReadAt implements ReadAt {
     const last = this.index.chunkAt(end - 1);
     // Sequential access (a stream copy, `cat`, a FUSE reader): fetch the next chunks ahead so
     // their I/O overlaps with this read.
-    // Only a step into the next chunk counts: reads staying inside one chunk already triggered
-    // it on entering, and random readers (a FUSE mount's, which detects sequential reads per open
-    // file itself) rarely land exactly one chunk further.
-    if (first === this.lastChunk + 1) this.readAhead(last + 1);
+    // Only a step into a new chunk right after the last one counts: reads staying inside one
+    // chunk already triggered it on entering, and random readers (a FUSE mount's, which detects
+    // sequential reads per open file itself) rarely land exactly there.
+    if (first === this.lastChunk + 1 || (first === this.lastChunk && last > first)) this.readAhead(last + 1);
     this.lastChunk = last;
     if (first === last) {
       // Within one chunk (every FUSE read of up to 1 MiB, most metadata reads): a view of the

@@ -88,4 +88,14 @@ describe('IndexReadAt', () => {
     expect(a.fetched.filter((i) => i === 8).length).toBe(1);
     expect(reader.stats.cacheHits).toBeGreaterThanOrEqual(2);
   });
+
+  it('two reads inside one chunk do not count as sequential', async () => {
+    const a = memoryArchive(Array.from({ length: 10 }, () => 1000));
+    const ra = new IndexReadAt(a.index, new ChunkReader(a.store), 'none');
+    await ra.readAt(5000, 10);
+    await ra.readAt(5200, 10);
+    await ra.readAt(5100, 10);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(a.fetched).toEqual([5]);
+  });
 });
