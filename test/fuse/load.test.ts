@@ -37,17 +37,17 @@ const CHUNK_BYTES = 4 * MiB;
 /**
  * Peak RSS allowed above the idle mount's RSS + the cache bound, in MiB: the reads in flight.
  * What they hold: chunk fetches (a raw chunk of up to 4 MiB read from the store and its 4 MiB
- * plaintext; one fetch per distinct chunk at a time, ~20 chunks here, each decode thread working
- * on one), the reply buffers (<= 1 MiB) of up to 16 background + 2 per reader synchronous kernel
- * requests, and memory freed but not yet returned by V8 and glibc's per-thread arenas.
- * Measured on 2 cores, 32 readers, 5 s (2.4-4.5 GiB read) and 20 s (23 GiB) runs: a fresh mount
- * 59 MiB, idle after warm-up 118-134 MiB; peak minus idle minus cache 134 MiB with 1 decode
- * thread, 168 with 2, 216 with 4; with 8 readers 115; flat in the bytes read, so nothing
- * accumulates. 256 MiB is ~1.5x the 2-thread figure; keeping anything per read (GiBs pass
- * through) would exceed it within the run. (The cache's own bound is checked exactly, through
- * the mount's statistics.)
+ * plaintext; one fetch per distinct chunk at a time, ~20 chunks here: <= 160 MiB), the reply
+ * buffers (<= 1 MiB) of up to 16 background + 2 per reader synchronous kernel requests
+ * (<= 80 MiB), and memory freed but not yet returned by V8 and glibc's per-thread arenas.
+ * Measured on 2 cores, 32 readers, 5 s runs (2-4.5 GiB read) and one 20 s run (23 GiB): a fresh
+ * mount 59 MiB, idle after warm-up 118-136 MiB; peak minus idle minus cache 161-184 MiB with 2
+ * decode threads (8 runs), 134 with 1, 216 with 4, 115 with 8 readers; the same for 5 s and
+ * 20 s, so nothing accumulates. 320 MiB leaves ~1.7x headroom over the 2-thread figure for
+ * slower, busier machines; keeping anything per read (GiBs pass through) would still exceed it
+ * within the run. (The cache's own bound is checked exactly, through the mount's statistics.)
  */
-const MARGIN_MIB = 256;
+const MARGIN_MIB = 320;
 /** A reader that has not finished this long after its time is up is hung (deadlock). */
 const READER_GRACE_MS = 15_000;
 const readerScript = fileURLToPath(new URL('./load-reader.mjs', import.meta.url));
