@@ -2,7 +2,8 @@
  * Mount lifecycle cases mount-e2e does not cover (it has: SIGTERM, a stale mount after SIGKILL
  * cleared by `pbsfs umount`, plain umount refused while busy, a second mount on one point, and
  * the messages of a missing or non-directory mount point):
- * - SIGINT (Ctrl-C) to a --foreground mount: exit 0, gone from /proc/self/mountinfo;
+ * - SIGINT (Ctrl-C) to a --foreground mount: exit 0, gone from /proc/self/mountinfo; with a file
+ *   open, detached at once and the process exits once the file is closed;
  * - `pbsfs umount --lazy` while a reader holds a file open: detached at once, the reader's next
  *   read answers (bytes or an error, never a hang, never wrong bytes), and the mount process
  *   exits once the file is closed;
@@ -52,6 +53,23 @@ describe('mount lifecycle', () => {
     expect(await within(exited, 10_000)).toBe(0);
     expect(mounted(mp)).toBe(false);
     expect(await fsp.readdir(mp)).toEqual([]);
+  });
+
+  it('SIGINT while a file is open: detached at once (with a message), exits 0 once the file is closed', async () => {
+    const mp = tracker.mountpoint();
+    const { child, stderr } = await tracker.foreground(['--repository', datastoreDir, 'mount', '--foreground', plainVm.path, mp]);
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const fh = await fsp.open(join(mp, 'drive-scsi0.img'), 'r');
+    try {
+      child.kill('SIGINT');
+      for (let i = 0; i < 100 && mounted(mp); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(mounted(mp)).toBe(false);
+      expect(stderr()).toMatch(/busy/);
+      expect(child.exitCode).toBeNull();
+    } finally {
+      await fh.close();
+    }
+    expect(await within(exited, 10_000)).toBe(0);
   });
 
   it('umount --lazy detaches a busy mount; the open file answers, then the process exits', async () => {
