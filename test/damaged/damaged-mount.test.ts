@@ -14,10 +14,12 @@
  *   entering the archive directory fails with the errno of that error class (EIO; a snapshot
  *   directory without a manifest is not listed: ENOENT) and the log names the file, except for a
  *   wrong passphrase, which fails the mount command itself (exit 2).
+ * Disk images: a missing, CRC-broken or GCM-broken image chunk gives EIO for reads touching it
+ * (also across the boundary into it), and the bytes on either side read exact.
  * The reference is read from the pristine vector datastore with the library.
  */
 import { constants, readFileSync } from 'node:fs';
-import { open as openFile, readdir, rm } from 'node:fs/promises';
+import { open as openFile, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadKeyFile } from '../../src/crypto/key-config.js';
@@ -29,7 +31,8 @@ import { copyDatastore, type DatastoreCopy } from '../helpers/datastore-copy.js'
 import { MountTracker } from '../helpers/mount-cli.js';
 import { datastoreDir } from '../helpers/paths.js';
 import { errorLine, runCli } from './cli.js';
-import { FIXTURES, archive, chunkPath, chunks, damagedChunk, loadFingerprints, ns, nsArgs, plainKeyFile, ref, refText, victim, type Fixture } from './fixtures.js';
+import { FIXTURES, archive, chunkPath, chunks, damagedChunk, loadFingerprints, ns, nsArgs, plainKeyFile, ref, refText, snaps, victim, type Fixture } from './fixtures.js';
+import { splitSnapshotPath } from '../helpers/datastore-expected.js';
 
 /** The directory the archive appears as in a snapshot mount (`root.pxar.didx` -> `root.pxar`). */
 const archiveDir = archive.replace(/\.didx$/, '');
@@ -229,6 +232,50 @@ describe('damaged directory metadata through the mount', () => {
       expect(code).toBe('EIO');
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(readFileSync(log, 'utf8')).toContain(last.digest);
+    } finally {
+      tracker.cleanup();
+      await copy.cleanup();
+    }
+  });
+});
+
+describe('damaged disk-image chunks through the mount', () => {
+  // The encrypted VM snapshot; a chunk with data whose digest occurs once, not the first.
+  const vm = snaps.find((s) => s.crypt_mode === 'encrypt' && s.files['drive-scsi0.img.fidx'] !== undefined)!;
+  const img = vm.files['drive-scsi0.img.fidx']!;
+  const imgChunks = img.chunks!;
+  const bad = imgChunks.find((c, i) => i > 0 && !c.all_zero && imgChunks.filter((d) => d.digest === c.digest).length === 1) ?? imgChunks[0]!;
+  const vmRef = splitSnapshotPath(vm.path);
+  const faults: [string, (raw: Buffer) => Buffer | undefined][] = [
+    ['missing', () => undefined],
+    ['CRC mismatch', (raw) => ((raw[raw.length - 1]! ^= 0x01), raw)],
+    ['GCM tag mismatch', (raw) => ((raw[12 + 16 + 3]! ^= 0x01), raw)],
+  ];
+
+  it.each(faults)('%s: the range in that chunk gives EIO; the bytes around it read exact', async (_name, edit) => {
+    expect(bad.start, 'the vectors have no image chunk after the first').toBeGreaterThanOrEqual(65536);
+    const { crypt } = await loadKeyFile(plainKeyFile, async () => '');
+    const snap = await Snapshot.open(await Datastore.open(datastoreDir), vmRef.ns, vmRef.ref, { crypt });
+    const { readAt } = await snap.openIndex('drive-scsi0.img.fidx');
+    const copy = await copyDatastore();
+    try {
+      const p = chunkPath(copy.root, bad.digest);
+      const changed = edit(await readFile(p));
+      if (changed === undefined) await rm(p);
+      else await writeFile(p, changed);
+      const mp = tracker.mountpoint();
+      const r = await runCli(['--repository', copy.root, '--keyfile', plainKeyFile, 'mount', vm.path, mp]);
+      expect(r.code, r.stderr).toBe(0);
+      const file = Buffer.from(join(mp, 'drive-scsi0.img'));
+      expect(await readDirect(file, bad.start + 100, 4096)).toBe('EIO');
+      // Across the boundary into the damaged chunk: the whole read fails, no partial bytes.
+      expect(await readDirect(file, bad.start - 10, 4096)).toBe('EIO');
+      const before = await readDirect(file, bad.start - 65536, 65536);
+      expect(before instanceof Buffer && before.equals(await readAt.readAt(bad.start - 65536, 65536))).toBe(true);
+      if (bad.end < img.image_size!) {
+        const after = await readDirect(file, bad.end, 65536);
+        expect(after instanceof Buffer && after.equals(await readAt.readAt(bad.end, Math.min(65536, img.image_size! - bad.end)))).toBe(true);
+      }
     } finally {
       tracker.cleanup();
       await copy.cleanup();
