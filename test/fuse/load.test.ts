@@ -8,13 +8,16 @@
  *
  * Meanwhile the mount process is watched through /proc: its peak RSS (VmHWM) must stay within
  * its idle RSS + the cache bound + a margin for reads in flight, and its open descriptors must
- * not grow. After unmount the process exits and nothing keeps a file of the datastore open.
+ * not grow; every opened file is released. After unmount the process exits and nothing keeps a
+ * file of the datastore open. A second case kills readers in mid-read (SIGKILL, so requests are
+ * interrupted in flight) and checks the mount afterwards: files released, descriptors back to
+ * idle, exact bytes.
  * Only correctness and bounds are asserted, never timing (CI runs this on 2 busy cores).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -297,12 +300,78 @@ describe('mount under load', () => {
       // afterwards the count is back where it was.
       expect(maxFds - fdsIdle).toBeLessThanOrEqual(distinctChunks);
       expect(fdsAfter - fdsIdle).toBeLessThanOrEqual(2);
+      // Every file the readers opened was released.
+      expect(stats.vfs.openFiles).toBe(0);
 
       // Unmount: the process exits 0, and no process holds a file of the datastore open.
       const exited = new Promise<number | null>((r) => mount.once('exit', (code) => r(code)));
       mount.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(` ${mp} `);
+      expect(fdsUnder(store)).toEqual([]);
+    } finally {
+      tracker.cleanup();
+    }
+  });
+
+  it('readers killed in mid-read (SIGKILL) leave the mount healthy: files released, no descriptor growth, exact bytes after', async () => {
+    const mp = tracker.mountpoint();
+    const { child: mount } = await tracker.foreground(
+      ['--repository', store, '--keyfile', keyfile, 'mount', '--foreground', '--cache-size', `${CACHE_MIB}M`, snapshot, mp],
+      cliEnv({ PBSFS_DECODE_THREADS: String(DECODE_THREADS) }),
+    );
+    const pid = mount.pid!;
+    try {
+      const configPath = join(tmp.path, 'killed.json');
+      writeFileSync(
+        configPath,
+        JSON.stringify({
+          mount: mp,
+          seed: 0xdead,
+          durationMs: 60_000, // killed long before
+          files,
+          bigFiles,
+          image: { rel: 'disk.img', source: imageSource, size: IMAGE_BYTES, chunkSize: CHUNK_BYTES },
+        }),
+      );
+      // Warm up as above, then the baseline.
+      expect(sha256(readFileSync(join(mp, bigFiles[0]!.rel)))).toBe(bigFiles[0]!.sha256);
+      await sleep(200);
+      const fdsIdle = openFds(pid);
+      // Three waves of 16 readers, each killed after a random 0.2-1 s: requests are interrupted
+      // in flight (the kernel sends INTERRUPT, and RELEASE for the dead readers' files).
+      for (let wave = 0; wave < 3; wave++) {
+        const kids = Array.from({ length: 16 }, (_, i) =>
+          spawn(process.execPath, [readerScript, configPath, String(wave * 16 + i)], { stdio: 'ignore' }),
+        );
+        await Promise.all(
+          kids.map(
+            (k, i) =>
+              new Promise<void>((resolve) => {
+                k.once('exit', () => resolve());
+                setTimeout(() => k.kill('SIGKILL'), 200 + ((i * 53 + wave * 97) % 800));
+              }),
+          ),
+        );
+      }
+      await sleep(300);
+      const stats = await mountStats(mp);
+      expect(stats.vfs.openFiles).toBe(0);
+      expect(openFds(pid) - fdsIdle).toBeLessThanOrEqual(2);
+      // Still serving exact bytes, through the page cache and around it.
+      for (const f of bigFiles) expect(sha256(readFileSync(join(mp, f.rel)))).toBe(f.sha256);
+      const fd = openSync(join(mp, 'disk.img'), constants.O_RDONLY | constants.O_DIRECT);
+      try {
+        const got = Buffer.alloc(2 * MiB);
+        const n = readSync(fd, got, 0, got.length, 3 * CHUNK_BYTES - MiB);
+        expect(n).toBe(got.length);
+        expect(got.equals(readFileSync(imageSource).subarray(3 * CHUNK_BYTES - MiB, 3 * CHUNK_BYTES + MiB))).toBe(true);
+      } finally {
+        closeSync(fd);
+      }
+      const exited = new Promise<number | null>((r) => mount.once('exit', (code) => r(code)));
+      mount.kill('SIGTERM');
+      expect(await exited).toBe(0);
       expect(fdsUnder(store)).toEqual([]);
     } finally {
       tracker.cleanup();
