@@ -38,6 +38,8 @@ export interface ChunkReaderOptions {
   /** Cache bound in plaintext bytes; 0 disables caching. Default 128 MiB. */
   cacheBytes?: number;
   decoder?: ChunkDecoder;
+  /** Read-ahead fetches in flight at once, over all readers (default 8: two sequential readers' worth). */
+  maxPrefetches?: number;
 }
 
 export const DEFAULT_CACHE_BYTES = 128 * 1024 * 1024;
@@ -56,6 +58,8 @@ export class ChunkReader {
   private readonly cache: LRUCache<string, Buffer> | undefined;
   private readonly inflight = new Map<string, Promise<Buffer>>();
   private readonly decoder: ChunkDecoder;
+  private readonly maxPrefetches: number;
+  private prefetching = 0;
 
   constructor(
     readonly store: ChunkStore,
@@ -63,6 +67,7 @@ export class ChunkReader {
   ) {
     this.crypt = opts.crypt;
     this.decoder = opts.decoder ?? inlineChunkDecoder;
+    this.maxPrefetches = Math.max(0, opts.maxPrefetches ?? 8);
     const cacheBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
     if (cacheBytes > 0) {
       this.cache = new LRUCache<string, Buffer>({
@@ -112,9 +117,15 @@ export class ChunkReader {
    */
   prefetch(req: ChunkRequest): void {
     if (this.cache === undefined) return;
+    // Read-ahead of many readers at once must not hold unbounded memory in chunks being
+    // fetched: beyond the limit, hints are dropped (the reads themselves still fetch).
+    if (this.prefetching >= this.maxPrefetches) return;
     const key = (req.cryptMode === 'encrypt' ? 'e' : 'n') + req.digest.toString('hex');
     if (this.cache.has(key) || this.inflight.has(key)) return;
-    this.get(req).catch(() => undefined);
+    this.prefetching++;
+    this.get(req)
+      .catch(() => undefined)
+      .finally(() => this.prefetching--);
   }
 
   /** Fetches and decodes without touching the cache (used by verify). */

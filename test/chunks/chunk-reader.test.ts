@@ -145,3 +145,36 @@ describe('ChunkReader', () => {
     await expect(reader.get({ digest, expectedSize: 1000, cryptMode: 'none' })).rejects.toThrow(IntegrityError);
   });
 });
+
+describe('ChunkReader read-ahead bound', () => {
+  it('keeps at most maxPrefetches read-ahead fetches in flight, over all hints', async () => {
+    let inFlight = 0;
+    let peak = 0;
+    const plain = Buffer.alloc(1000, 7);
+    const store: ChunkStore = {
+      name: 'slow',
+      get: async () => {
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        await new Promise((r) => setTimeout(r, 20));
+        inFlight--;
+        return Buffer.from('raw');
+      },
+    };
+    const decoder: ChunkDecoder = async () => plain;
+    const reader = new ChunkReader(store, { decoder, maxPrefetches: 3 });
+    const digests = Array.from({ length: 20 }, (_, i) => createHash('sha256').update(String(i)).digest());
+    for (const d of digests) reader.prefetch({ digest: d, expectedSize: 1000, cryptMode: 'none' });
+    expect(peak).toBeLessThanOrEqual(3);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(reader.stats.chunksFetched).toBe(3); // the rest of the hints were dropped
+    // Reads are never limited: all of them fetch.
+    await Promise.all(digests.map((d) => reader.get({ digest: d, expectedSize: 1000, cryptMode: 'none' })));
+    expect(reader.stats.chunksFetched).toBe(20);
+    // Once the earlier read-ahead is done, hints are taken again.
+    const more = createHash('sha256').update('more').digest();
+    reader.prefetch({ digest: more, expectedSize: 1000, cryptMode: 'none' });
+    await new Promise((r) => setTimeout(r, 40));
+    expect(reader.stats.chunksFetched).toBe(21);
+  });
+});
