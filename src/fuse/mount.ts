@@ -92,7 +92,12 @@ export async function mountCore(core: VfsCore, mountpoint: string, o: MountOptio
     throw new IoError(e instanceof Error ? e.message : String(e), { file: abs });
   }
   await initialised;
-  // Backup data is read in chunks of MiBs: let the kernel read ahead that far (root only; best effort).
+  // Backup data is read in chunks of MiBs: let the kernel read ahead that far (root only; best
+  // effort). Only once the kernel has taken our INIT reply, which resets the window to at most
+  // its own default: `initialised` settles as the reply is made, and the reply is written in a
+  // later microtask, so wait one turn of the event loop. (Set before that, the window silently
+  // stayed at 128 KiB and every sequential reader crawled in 128 KiB steps.)
+  await new Promise((r) => setImmediate(r));
   setReadAheadKb(abs, o.readAheadKb ?? 4096);
   const done = session.done.then(() => closeFuseDevice(fd));
   return {

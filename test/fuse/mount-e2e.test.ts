@@ -324,3 +324,27 @@ describe('mount lifecycle', () => {
     expect(stderr()).toMatch(/vfs\.opens: 1/);
   });
 });
+
+describe('kernel read-ahead', () => {
+  // Chunks are MiBs: with the kernel's default 128 KiB window a sequential reader waits for
+  // every 128 KiB. The window must be raised after the kernel took the INIT reply (which resets
+  // it), in daemon and in foreground mode alike.
+  const windowOf = (mp: string): string => {
+    const line = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.split(' ')[4] === mp);
+    expect(line, `${mp} in mountinfo`).toBeDefined();
+    return readFileSync(`/sys/class/bdi/${line!.split(' ')[2]}/read_ahead_kb`, 'utf8').trim();
+  };
+
+  it('is 4 MiB on a daemon mount', async () => {
+    const mp = await mount([...base, 'mount', encVm.path, 'drive-scsi0.img', 'MP']);
+    expect(windowOf(mp)).toBe('4096');
+  });
+
+  it('is 4 MiB on a foreground mount', async () => {
+    const mp = tracker.mountpoint();
+    await tracker.foreground([...base, 'mount', '--foreground', encVm.path, 'drive-scsi0.img', mp]);
+    expect(windowOf(mp)).toBe('4096');
+  });
+});
