@@ -36,7 +36,11 @@ export interface RestoreOptions {
   path?: string | Buffer;
   /** Restore owners (default: when running as root). */
   owner?: boolean;
-  /** Create device nodes (default: when running as root). */
+  /**
+   * Create character and block device nodes (default false: an archive must not be able to
+   * plant /dev entries in a restore nobody asked for). Needs root; skipped with a warning
+   * otherwise.
+   */
   devices?: boolean;
   /** Restore xattrs, ACLs and fcaps (default true). */
   xattrs?: boolean;
@@ -143,7 +147,7 @@ class Restorer {
   ) {
     this.damage = opts.damage;
     this.owner = opts.owner ?? this.isRoot;
-    this.devices = opts.devices ?? this.isRoot;
+    this.devices = opts.devices ?? false;
     this.xattrs = opts.xattrs ?? true;
     this.flags = opts.flags ?? true;
     this.batch = Math.max(1, opts.batchSize ?? 4096);
@@ -345,8 +349,8 @@ class Restorer {
         return;
       case 'chardev':
       case 'blockdev': {
-        if (!this.devices) {
-          this.warn(`${path.toString()}: device node skipped (needs root)`);
+        if (!this.devices || !this.isRoot) {
+          this.warn(`${path.toString()}: device node skipped (${this.devices ? 'needs root' : 'device nodes were not asked for'})`);
           s.skipped++;
           return;
         }

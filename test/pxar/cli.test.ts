@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { dir, type DirectoryResult } from 'tmp-promise';
 import { expectedSnapshots, splitSnapshotPath } from '../helpers/datastore-expected.js';
@@ -113,13 +113,33 @@ describe('pbsfs ls / cat / restore on file archives', () => {
     const t = await dir({ unsafeCleanup: true });
     temps.push(t);
     const target = join(t.path, 'restored');
-    const r = await run(['restore', refOf(split.path), 'root.pxar', target]);
+    const r = await run(['restore', ...(isRoot ? ['--device-nodes'] : []), refOf(split.path), 'root.pxar', target]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const files = loadListing('v2').filter((e) => e.kind === 'file').length;
     expect(r.stdout.toString()).toMatch(new RegExp(`^restored ${files} files`));
     if (isRoot) compareTree(target, 'v2', t.path);
     else expect(readdirSync(target).length).toBeGreaterThan(5);
+  });
+
+  it('restore creates no device nodes unless asked (--device-nodes, root only)', async () => {
+    const t = await dir({ unsafeCleanup: true });
+    temps.push(t);
+    const devices = loadListing('v2').filter((e) => e.kind === 'chardev' || e.kind === 'blockdev');
+    expect(devices.length).toBeGreaterThan(0);
+    const target = join(t.path, 'restored');
+    const r = await run(['restore', refOf(split.path), 'root.pxar', target]);
+    expect(r.code).toBe(0);
+    for (const d of devices) {
+      expect(existsSync(join(target, d.path)), d.path).toBe(false);
+      expect(r.stderr.toString()).toContain(`${d.path.slice(1)}: device node skipped (device nodes were not asked for)`);
+    }
+    expect(r.stdout.toString()).toContain(`${devices.length} skipped`);
+    if (!isRoot) {
+      const refused = await run(['restore', '--device-nodes', refOf(split.path), 'root.pxar', join(t.path, 'again')]);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr.toString()).toMatch(/--device-nodes needs root/);
+    }
   });
 
   it('restore --path restores one subtree; JSON summary', async () => {

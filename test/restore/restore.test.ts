@@ -40,7 +40,7 @@ describe('restore', () => {
       const target = join(t, 'out');
       const { archive, payload, close } = await open(which);
       const progress: number[] = [];
-      const s = await restorePxar(archive, payload, target, { onProgress: (p) => progress.push(p.position) });
+      const s = await restorePxar(archive, payload, target, { devices: true, onProgress: (p) => progress.push(p.position) });
       await close();
       expect(s.timeMethod).not.toBe('node');
       expect(s.warnings).toEqual([]);

@@ -6,6 +6,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { restorePxar, type RestoreProgress } from '../../restore/restore.js';
+import { UsageError } from '../../errors.js';
 import { formatBytes } from '../../util/bytes.js';
 import { action, globalOptions, isInteractive, printResult } from '../context.js';
 import { openSnapshotPxar } from '../pxar-hooks.js';
@@ -16,6 +17,7 @@ interface RestoreCliOptions {
   path?: string;
   xattrs: boolean;
   allowDamaged?: boolean;
+  deviceNodes?: boolean;
 }
 
 export function register(program: Command): void {
@@ -27,6 +29,7 @@ export function register(program: Command): void {
     .argument('<target>', 'directory to restore into (created if missing; existing files are never replaced)')
     .option('--path <path>', 'restore only this path of the archive, as TARGET/<its name>')
     .option('--no-xattrs', 'do not restore xattrs, ACLs and file capabilities')
+    .option('--device-nodes', 'create character and block device nodes (root only; skipped with a warning by default)')
     .option('--allow-damaged', ALLOW_DAMAGED_HELP)
     .addHelpText(
       'after',
@@ -37,6 +40,9 @@ export function register(program: Command): void {
     .action(
       action(async (snapshotArg: string, archive: string, target: string, opts: RestoreCliOptions, cmd: Command) => {
         const g = globalOptions(cmd);
+        if (opts.deviceNodes && process.getuid?.() !== 0) {
+          throw new UsageError('--device-nodes needs root: only root can create device nodes');
+        }
         const damage = startDamageReport(opts.allowDamaged);
         const { snapshot } = await openSnapshotArg(g, snapshotArg, damage !== undefined ? { damage } : {});
         const src = await openSnapshotPxar(snapshot, archive);
@@ -66,6 +72,7 @@ export function register(program: Command): void {
           summary = await restorePxar(src.archive, src.payload, target, {
             ...(opts.path !== undefined ? { path: opts.path } : {}),
             xattrs: opts.xattrs,
+            devices: opts.deviceNodes ?? false,
             onProgress,
             ...(damage !== undefined ? { damage } : {}),
           });
