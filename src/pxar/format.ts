@@ -159,6 +159,15 @@ export const ACL_NO_MASK = 0xffffffffffffffffn;
  * Linux dev_t from major/minor (glibc makedev), as a u64 BigInt: large majors put bits above
  * 2^53, so callers convert to number only after checking the range.
  */
+/** Major and minor numbers of a Linux dev_t (the inverse of makedev), from a safe-integer rdev. */
+export function splitDev(rdev: number): { major: number; minor: number } {
+  const d = BigInt(rdev);
+  return {
+    major: Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & 0xfffff000n)),
+    minor: Number((d & 0xffn) | ((d >> 12n) & 0xffffff00n)),
+  };
+}
+
 export function makedev(major: bigint, minor: bigint): bigint {
   return (
     ((major & 0xfffn) << 8n) |

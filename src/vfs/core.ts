@@ -565,10 +565,24 @@ export class VfsCore {
   // ---- path API (CLI) ---------------------------------------------------------------------
 
   /**
-   * The node at `path` ('/'-separated, relative to the root; symlinks are not followed).
-   * Throws NotFoundError / VfsError(ENOTDIR).
+   * The node at `path` ('/'-separated, relative to the root; "." and ".." are resolved by name,
+   * symlinks are not followed), or undefined when no such name exists (also when a component on
+   * the way is not a directory). Data that cannot be read still throws.
    */
+  async lookupPath(path: string | Buffer): Promise<VfsNode | undefined> {
+    const r = await this.walkPath(path);
+    return 'node' in r ? r.node : undefined;
+  }
+
+  /** As lookupPath, but a missing name is a NotFoundError naming the path (ENOTDIR through a non-directory). */
   async resolve(path: string | Buffer): Promise<VfsNode> {
+    const r = await this.walkPath(path);
+    if ('node' in r) return r.node;
+    if (r.missing === 'ENOTDIR') throw new VfsError('ENOTDIR', 'not a directory', r.at || '/');
+    throw new NotFoundError('no such file or directory', { file: Buffer.isBuffer(path) ? path.toString() : path });
+  }
+
+  private async walkPath(path: string | Buffer): Promise<{ node: VfsNode } | { missing: 'ENOENT' | 'ENOTDIR'; at: string }> {
     const raw = typeof path === 'string' ? Buffer.from(path) : path;
     const parts: Buffer[] = [];
     let start = 0;
@@ -586,26 +600,21 @@ export class VfsCore {
     }
     let node = this.root;
     let walked = '';
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i]!;
+    for (const part of parts) {
       const key = walked + '/' + part.toString('latin1');
       const cached = this.pathCache.get(key);
       if (cached !== undefined) {
         node = cached;
       } else {
-        if (node.kind !== 'directory') {
-          throw new VfsError('ENOTDIR', 'not a directory', Buffer.from(walked, 'latin1').toString() || '/');
-        }
+        if (node.kind !== 'directory') return { missing: 'ENOTDIR', at: Buffer.from(walked, 'latin1').toString() };
         const child = await this.childOf(node, part);
-        if (child === undefined) {
-          throw new NotFoundError('no such file or directory', { file: Buffer.from(key, 'latin1').toString() });
-        }
+        if (child === undefined) return { missing: 'ENOENT', at: Buffer.from(key, 'latin1').toString() };
         this.pathCache.set(key, child);
         node = child;
       }
       walked = key;
     }
-    return node;
+    return { node };
   }
 
   /** Reads a whole file by path (small files; the CLI uses handles for large ones). */

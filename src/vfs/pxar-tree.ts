@@ -191,6 +191,10 @@ export class PxarNode implements VfsNode {
     };
   }
 
+  hardlinkTarget(): Buffer | undefined {
+    return this.entry.hardlink?.target;
+  }
+
   async listxattr(): Promise<Buffer[]> {
     return allXattrs(this.target.metadata!).map((x) => x.name);
   }

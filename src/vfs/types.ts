@@ -51,6 +51,11 @@ export interface VfsNode {
   readlink?(): Promise<Buffer>;
   /** Regular files. */
   open?(): Promise<VfsFileHandle>;
+  /**
+   * Archive nodes reached through a hardlink entry: the path of the entry they link to, as
+   * stored in the archive (what `ls` shows as "link to"). Absent elsewhere.
+   */
+  hardlinkTarget?(): Buffer | undefined;
   /** Extended attributes, including system.posix_acl_* and security.capability renderings. */
   listxattr(): Promise<Buffer[]>;
   getxattr(name: Buffer): Promise<Buffer | undefined>;

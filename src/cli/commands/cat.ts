@@ -11,39 +11,12 @@ import { action, globalOptions } from '../context.js';
 import type { ChunkDecoder } from '../../chunks/chunk-decoder.js';
 import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
 import { catPxarPath } from '../pxar-hooks.js';
+import { OutputClosed, writeWithBackpressure } from '../stream-out.js';
 import { openSnapshotArg } from '../snapshot-args.js';
 import { ALLOW_DAMAGED_HELP, finishDamageReport, startDamageReport, withDamageNote } from '../damage-output.js';
 
 /** Chunks fetched ahead of the one being written. */
 const READ_AHEAD = 2;
-
-class OutputClosed extends Error {}
-
-function isClosedPipe(e: unknown): boolean {
-  const code = (e as { code?: string } | undefined)?.code;
-  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_WRITE_AFTER_END';
-}
-
-/** Writes and waits for 'drain' when the stream buffers; stops quietly if the reader went away. */
-async function writeWithBackpressure(out: Writable, buf: Buffer): Promise<void> {
-  if (out.destroyed || out.writableEnded) throw new OutputClosed();
-  if (out.write(buf)) return;
-  await new Promise<void>((resolve, reject) => {
-    const done = (err?: unknown): void => {
-      out.off('drain', onDrain);
-      out.off('close', onClose);
-      out.off('error', onError);
-      if (err === undefined) resolve();
-      else reject(err instanceof Error ? err : new Error(String(err)));
-    };
-    const onDrain = (): void => done();
-    const onClose = (): void => done(new OutputClosed());
-    const onError = (e: unknown): void => done(isClosedPipe(e) ? new OutputClosed() : e);
-    out.on('drain', onDrain);
-    out.on('close', onClose);
-    out.on('error', onError);
-  });
-}
 
 /** Streams every chunk of an index archive in order, a few chunks fetched ahead. */
 export async function streamIndex(readAt: IndexReadAt, out: Writable): Promise<void> {

@@ -1,14 +1,14 @@
 /**
  * `pbsfs ls SNAPSHOT ARCHIVE [PATH] [-l]`: lists a directory inside a pxar archive (or shows one
- * entry), reading only the directories on the path. Names are printed as their raw bytes.
+ * entry) through the FUSE-free VFS, exactly as a mount of the archive shows it; reads only the
+ * directories on the path. Names are printed as their raw bytes.
  */
 import type { Command } from 'commander';
 import { NotFoundError } from '../../errors.js';
-import type { PxarAccessor } from '../../pxar/accessor.js';
-import { MODE } from '../../pxar/format.js';
-import type { PxarEntry } from '../../pxar/types.js';
+import { MODE, splitDev } from '../../pxar/format.js';
+import type { VfsNode, VfsStat } from '../../vfs/types.js';
 import { action, globalOptions, printResult } from '../context.js';
-import { openSnapshotAccessor } from '../pxar-hooks.js';
+import { openArchiveVfs } from '../pxar-hooks.js';
 import { openSnapshotArg } from '../snapshot-args.js';
 
 /** `drwxr-xr-x` style mode string. */
@@ -46,62 +46,74 @@ function formatTime(secs: number): string {
 
 interface Row {
   name: Buffer;
-  entry: PxarEntry;
-  /** The hardlink's target entry, or the entry itself. */
-  shown: PxarEntry;
+  node: VfsNode;
+  st: VfsStat;
+  /** The symlink's target, when a symlink. */
+  link: Buffer | undefined;
+  /** The stored path a hardlink entry points at, when one. */
+  hardlink: Buffer | undefined;
 }
 
 function isUtf8(b: Buffer): boolean {
   return Buffer.from(b.toString('utf8')).equals(b);
 }
 
+const isDevice = (r: Row): boolean => r.node.kind === 'chardev' || r.node.kind === 'blockdev';
+
 function toJson(r: Row): Record<string, unknown> {
-  const s = r.shown;
-  const st = s.metadata!.stat;
+  const st = r.st;
   const o: Record<string, unknown> = {
     name: r.name.toString('utf8'),
-    type: r.entry.kind,
+    type: r.hardlink !== undefined ? 'hardlink' : r.node.kind,
     mode: st.mode,
     uid: st.uid,
     gid: st.gid,
-    size: s.kind === 'file' || s.kind === 'symlink' ? s.size : 0,
-    mtime: st.mtimeSecs,
-    'mtime-nsec': st.mtimeNanos,
+    size: st.size,
+    mtime: st.mtimeSec,
+    'mtime-nsec': st.mtimeNsec,
   };
   if (!isUtf8(r.name)) o['name-hex'] = r.name.toString('hex');
-  if (s.symlinkTarget !== undefined) o['link-target'] = s.symlinkTarget.toString('utf8');
-  if (r.entry.hardlink !== undefined) o['hardlink-target'] = r.entry.hardlink.target.toString('utf8');
-  if (s.device !== undefined) {
-    o['device-major'] = s.device.major;
-    o['device-minor'] = s.device.minor;
+  if (r.link !== undefined) o['link-target'] = r.link.toString('utf8');
+  if (r.hardlink !== undefined) o['hardlink-target'] = r.hardlink.toString('utf8');
+  if (isDevice(r)) {
+    const d = splitDev(st.rdev);
+    o['device-major'] = d.major;
+    o['device-minor'] = d.minor;
   }
   return o;
 }
 
+function sizeColumn(r: Row): string {
+  if (!isDevice(r)) return String(r.st.size);
+  const d = splitDev(r.st.rdev);
+  return `${d.major}, ${d.minor}`;
+}
+
 function longLine(r: Row, widths: number[]): Buffer {
-  const s = r.shown;
-  const st = s.metadata!.stat;
-  const size = s.device !== undefined ? `${s.device.major}, ${s.device.minor}` : String(s.kind === 'file' || s.kind === 'symlink' ? s.size : 0);
-  const cols = [modeString(st.mode), String(st.uid), String(st.gid), size];
-  const head = cols.map((c, i) => (i === 0 ? c : c.padStart(widths[i] ?? 0))).join(' ') + ` ${formatTime(st.mtimeSecs)} `;
+  const st = r.st;
+  const cols = [modeString(st.mode), String(st.uid), String(st.gid), sizeColumn(r)];
+  const head = cols.map((c, i) => (i === 0 ? c : c.padStart(widths[i] ?? 0))).join(' ') + ` ${formatTime(st.mtimeSec)} `;
   const parts = [Buffer.from(head), r.name];
-  if (s.symlinkTarget !== undefined) parts.push(Buffer.from(' -> '), s.symlinkTarget);
-  if (r.entry.hardlink !== undefined) parts.push(Buffer.from(' link to '), r.entry.hardlink.target);
+  if (r.link !== undefined) parts.push(Buffer.from(' -> '), r.link);
+  if (r.hardlink !== undefined) parts.push(Buffer.from(' link to '), r.hardlink);
   parts.push(Buffer.from('\n'));
   return Buffer.concat(parts);
 }
 
-async function rowsFor(acc: PxarAccessor, path: string): Promise<Row[]> {
-  const e = await acc.lookupPath(path);
-  if (e === undefined) throw new NotFoundError(`no such file or directory in the archive: ${path}`, { file: acc.name });
-  if (e.kind === 'directory') {
-    const kids = await acc.readdir(e);
-    kids.sort((a, b) => Buffer.compare(a.name, b.name));
-    const rows: Row[] = [];
-    for (const k of kids) rows.push({ name: k.name, entry: k, shown: await acc.resolve(k) });
-    return rows;
-  }
-  return [{ name: e.name, entry: e, shown: await acc.resolve(e) }];
+async function row(name: Buffer, node: VfsNode): Promise<Row> {
+  return {
+    name,
+    node,
+    st: await node.stat(),
+    link: node.kind === 'symlink' && node.readlink ? await node.readlink() : undefined,
+    hardlink: node.hardlinkTarget?.(),
+  };
+}
+
+/** The last component of a path as bytes (the name `ls FILE` shows). */
+function baseName(path: string): Buffer {
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  return Buffer.from(parts[parts.length - 1] ?? '');
 }
 
 export function register(program: Command): void {
@@ -116,8 +128,13 @@ export function register(program: Command): void {
       action(async (snapshotArg: string, archive: string, path: string, opts: { long?: boolean }, cmd: Command) => {
         const g = globalOptions(cmd);
         const { snapshot } = await openSnapshotArg(g, snapshotArg);
-        const acc = await openSnapshotAccessor(snapshot, archive);
-        const rows = await rowsFor(acc, path);
+        const { core, name } = await openArchiveVfs(snapshot, archive);
+        const node = await core.lookupPath(path);
+        if (node === undefined) throw new NotFoundError(`no such file or directory in the archive: ${path}`, { file: name });
+        const rows =
+          node.kind === 'directory'
+            ? await Promise.all(((await node.readdir?.()) ?? []).map((c) => row(c.name, c.node)))
+            : [await row(baseName(path), node)];
         if (g.outputFormat !== 'text') {
           printResult(g, rows.map(toJson), () => '');
           return;
@@ -126,10 +143,7 @@ export function register(program: Command): void {
         if (opts.long) {
           const widths = [0, 0, 0, 0];
           for (const r of rows) {
-            const s = r.shown;
-            const st = s.metadata!.stat;
-            const size = s.device !== undefined ? `${s.device.major}, ${s.device.minor}` : String(s.size);
-            [String(st.uid), String(st.gid), size].forEach((c, i) => (widths[i + 1] = Math.max(widths[i + 1]!, c.length)));
+            [String(r.st.uid), String(r.st.gid), sizeColumn(r)].forEach((c, i) => (widths[i + 1] = Math.max(widths[i + 1]!, c.length)));
           }
           for (const r of rows) out.push(longLine(r, widths));
         } else {
