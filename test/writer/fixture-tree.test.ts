@@ -45,7 +45,7 @@ describe('the vector fixture tree, restored and archived again', () => {
         const tree = join(tmp, 't');
         const src = await FileReadAt.open(join(pxarDir, 'archive-v1.pxar'));
         try {
-          const summary = await restorePxar(src, undefined, tree);
+          const summary = await restorePxar(src, undefined, tree, { devices: true });
           expect(summary.skipped).toBe(0);
         } finally {
           await src.close();
