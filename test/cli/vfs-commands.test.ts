@@ -14,6 +14,7 @@ import { Writable } from 'node:stream';
 import { dir } from 'tmp-promise';
 import { describe, expect, it } from 'vitest';
 import { catPxarPath, openArchiveVfs } from '../../src/cli/pxar-hooks.js';
+import { OutputClosed } from '../../src/cli/stream-out.js';
 import { CryptConfig } from '../../src/crypto/crypt-config.js';
 import { loadKeyFile } from '../../src/crypto/key-config.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
@@ -186,5 +187,30 @@ describe('cat PATH of a large file', () => {
     } finally {
       await tmp.cleanup();
     }
+  });
+});
+
+describe('cat PATH refusals and a reader that goes away', () => {
+  it('a symlink is not followed (usage error), a missing path is exit 4 naming archive and path', async () => {
+    const listing = loadListing('v2').filter((e) => e.kind !== 'version');
+    const ref = formatSnapshotRef(splitSnapshotPath(split.path).ref);
+    const link = listing.find((e) => e.kind === 'symlink' && /^[\x20-\x7e]+$/.test(e.path))!;
+    expect(link).toBeDefined();
+    const l = await run(['cat', ref, 'root.pxar', link.path]);
+    expect(l.code).toBe(2);
+    expect(l.stderr).toMatch(/symlink, not a regular file/);
+    expect(l.stdout.length).toBe(0);
+    const m = await run(['cat', ref, 'root.pxar', '/no/such/file']);
+    expect(m.code).toBe(4);
+    expect(m.stderr).toContain('/no/such/file');
+    expect(m.stderr).toContain('root.mpxar.didx');
+  });
+
+  it('stops with OutputClosed (which cat turns into a quiet exit) when the reader has gone away', async () => {
+    const listing = loadListing('v2').filter((e) => e.kind === 'file' && (e.size ?? 0) > 0 && /^[\x20-\x7e]+$/.test(e.path));
+    const snapshot = await openVector(split.path);
+    const out = new Writable({ write: (_c, _e, cb) => cb() });
+    out.destroy();
+    await expect(catPxarPath({ snapshot, archive: 'root.pxar', path: listing[0]!.path, out })).rejects.toBeInstanceOf(OutputClosed);
   });
 });
