@@ -131,6 +131,21 @@ export class IoError extends PbsfsError {
   }
 }
 
+/**
+ * An error of the same class and kind as `e` with a new message and context (adding what a
+ * layer above knows, e.g. which chunk of which archive), or undefined when that class cannot be
+ * rebuilt from a message and a context.
+ */
+export function rewrapError(e: PbsfsError, problem: string, ctx: ErrorContext): PbsfsError | undefined {
+  const Ctor = e.constructor as new (problem: string, ctx: ErrorContext & { code?: string }) => PbsfsError;
+  try {
+    const wrapped = new Ctor(problem, e instanceof IoError && e.syscallCode !== undefined ? { ...ctx, code: e.syscallCode } : ctx);
+    return wrapped.kind === e.kind ? wrapped : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function isPbsfsError(e: unknown): e is PbsfsError {
   return e instanceof PbsfsError;
 }

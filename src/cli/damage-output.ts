@@ -3,7 +3,7 @@
  * end (text lines or JSON on stderr), exit status 1 when anything was read as zeros, and typed
  * errors that say zero-filled chunks were involved (damaged pxar metadata cannot be decoded).
  */
-import { PbsfsError, type ErrorContext } from '../errors.js';
+import { PbsfsError, rewrapError } from '../errors.js';
 import { DamageReport, formatDamageEntry, type DamageEntry } from '../index/damage-report.js';
 import { formatBytes } from '../util/bytes.js';
 import type { GlobalOptions } from './context.js';
@@ -50,11 +50,5 @@ export function finishDamageReport(g: GlobalOptions, report: DamageReport | unde
 export function withDamageNote(e: unknown, report: DamageReport | undefined): unknown {
   if (report === undefined || report.count === 0 || !(e instanceof PbsfsError)) return e;
   const note = ` (--allow-damaged read ${report.count} unreadable chunk${report.count === 1 ? '' : 's'} as zeros, listed above; zeros inside archive metadata cannot be decoded)`;
-  const Ctor = e.constructor as new (problem: string, ctx: ErrorContext) => PbsfsError;
-  try {
-    const wrapped = new Ctor(e.message + note, { cause: e });
-    return wrapped.kind === e.kind ? wrapped : e;
-  } catch {
-    return e;
-  }
+  return rewrapError(e, e.message + note, { cause: e }) ?? e;
 }

@@ -11,6 +11,7 @@
  * - names are raw bytes both ways, so non-UTF-8 names appear exactly as archived; no escaping.
  */
 import { NotFoundError, PbsfsError } from '../errors.js';
+import { OnceLog } from '../util/once-log.js';
 import { VfsCore, VfsError, errnoOf, type DirListEntry } from '../vfs/core.js';
 import type { VfsStat } from '../vfs/types.js';
 import {
@@ -83,11 +84,11 @@ export class FuseAdapter {
       // absent, and a read say its open file vanished. VfsErrors carry their errno on purpose.
       const name = e instanceof NotFoundError && !(e instanceof VfsError) ? 'EIO' : errnoOf(e);
       if (!(e instanceof PbsfsError) && (e as NodeJS.ErrnoException | undefined)?.code === undefined) {
-        this.logOnce(`pbsfs: internal error in request ${h.opcode}: ${e instanceof Error ? e.message : String(e)}`);
+        this.messages.log(`pbsfs: internal error in request ${h.opcode}: ${e instanceof Error ? e.message : String(e)}`);
       } else if (name === 'EIO' && h.opcode !== Op.READ) {
         // Read errors are reported by the core; this covers e.g. an archive that cannot be
         // opened (no key, damaged index), which the user otherwise sees only as EIO.
-        this.logOnce(`pbsfs: ${e instanceof Error ? e.message : String(e)}`);
+        this.messages.log(`pbsfs: ${e instanceof Error ? e.message : String(e)}`);
       }
       // A read fails only on its data (damaged, undecryptable): EIO whatever the error's kind.
       if (h.opcode === Op.READ && !(e instanceof VfsError)) return -errnoNumber('EIO');
@@ -95,13 +96,8 @@ export class FuseAdapter {
     }
   };
 
-  private readonly logged = new Set<string>();
-  private logOnce(line: string): void {
-    if (this.logged.has(line)) return;
-    if (this.logged.size > 1000) this.logged.clear();
-    this.logged.add(line);
-    (this.opts.log ?? ((l: string) => process.stderr.write(l + '\n')))(line);
-  }
+  /** Messages the core does not report itself, once each (opts.log is read when one is written). */
+  private readonly messages = new OnceLog((line) => (this.opts.log ?? ((l: string) => process.stderr.write(l + '\n')))(line));
 
   private async handle(h: InHeader, body: Buffer): Promise<FuseReply> {
     const core = this.core;

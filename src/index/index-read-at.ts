@@ -5,7 +5,7 @@
  */
 import type { BlobCryptMode } from '../blob/data-blob.js';
 import type { ChunkReader } from '../chunks/chunk-reader.js';
-import { FormatError, IoError, LimitError, PbsfsError, type ErrorContext } from '../errors.js';
+import { FormatError, IoError, LimitError, PbsfsError, rewrapError } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
 import type { ChunkIndex } from './chunk-index.js';
 import type { DamageReport } from './damage-report.js';
@@ -170,15 +170,16 @@ export class IndexReadAt implements ReadAt {
   prefetch(offset: number, length: number): void {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset >= this.size) return;
     const first = this.index.chunkAt(offset);
-    const last = Math.min(first + 7, this.index.chunkAt(Math.min(this.size, offset + length) - 1));
-    for (let i = first; i <= last; i++) {
-      const { start, end } = this.index.chunkRange(i);
-      this.reader.prefetch({ digest: this.index.digest(i), expectedSize: end - start, cryptMode: this.cryptMode });
-    }
+    this.prefetchChunks(first, Math.min(first + 8, this.index.chunkAt(Math.min(this.size, offset + length) - 1) + 1));
   }
 
   private readAhead(from: number): void {
-    const to = Math.min(this.index.count, from + SEQUENTIAL_READ_AHEAD);
+    this.prefetchChunks(from, from + SEQUENTIAL_READ_AHEAD);
+  }
+
+  /** Hints chunks [from, to) (clipped to the index) to the chunk reader. */
+  private prefetchChunks(from: number, to: number): void {
+    to = Math.min(this.index.count, to);
     for (let i = from; i < to; i++) {
       const { start, end } = this.index.chunkRange(i);
       this.reader.prefetch({ digest: this.index.digest(i), expectedSize: end - start, cryptMode: this.cryptMode });
@@ -188,8 +189,6 @@ export class IndexReadAt implements ReadAt {
   private wrap(e: unknown, i: number, digest: Buffer, start: number): unknown {
     if (!(e instanceof PbsfsError)) return e;
     const problem = `chunk ${i} (digest ${digest.toString('hex')}): ${e.message}`;
-    const ctx: ErrorContext = { file: this.name, offset: start, cause: e };
-    const Ctor = e.constructor as new (problem: string, ctx: ErrorContext) => PbsfsError;
-    return new Ctor(problem, ctx);
+    return rewrapError(e, problem, { file: this.name, offset: start, cause: e }) ?? e;
   }
 }

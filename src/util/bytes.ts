@@ -77,3 +77,16 @@ export function parseSize(s: string): number {
   const mult: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
   return Math.floor(Number(m[1]) * mult[(m[2] ?? '').toLowerCase()]!);
 }
+
+let zeros: Buffer | undefined;
+
+/** True when every byte of `b` is 0 (memcmp against a shared 1 MiB zero block, slice by slice). */
+export function isAllZero(b: Uint8Array): boolean {
+  const z = (zeros ??= Buffer.alloc(1024 * 1024));
+  const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  for (let off = 0; off < buf.length; off += z.length) {
+    const n = Math.min(z.length, buf.length - off);
+    if (!buf.subarray(off, off + n).equals(n === z.length ? z : z.subarray(0, n))) return false;
+  }
+  return true;
+}

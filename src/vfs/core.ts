@@ -23,6 +23,7 @@
 import { LRUCache } from 'lru-cache';
 import { IoError, NotFoundError, PbsfsError, UsageError } from '../errors.js';
 import type { VfsDirEntry, VfsFileHandle, VfsNode, VfsStat } from './types.js';
+import { OnceLog } from '../util/once-log.js';
 import { isPrefetching } from './virtual-nodes.js';
 
 /** A filesystem error with its errno name, for the adapter. */
@@ -48,12 +49,13 @@ export function errnoOf(e: unknown): string {
 }
 
 const domainRoots = new WeakMap<VfsNode, number>();
+/** InodeSources by domain root: alive exactly as long as their tree's root is. */
 const inodeSources = new WeakMap<VfsNode, InodeSource>();
-/** The InodeSource of each domain (by domain id), for mounts of several archives. */
-const sourcesByDomain = new Map<number, WeakRef<InodeSource>>();
-function* domainSourceRoots(domain: number): Generator<InodeSource> {
-  const s = sourcesByDomain.get(domain)?.deref();
-  if (s !== undefined) yield s;
+/** Domain roots that have a source, by domain id (weak: trees come and go). */
+const sourceRoots = new Map<number, WeakRef<VfsNode>>();
+function sourceOfDomain(domain: number): InodeSource | undefined {
+  const root = sourceRoots.get(domain)?.deref();
+  return root === undefined ? undefined : inodeSources.get(root);
 }
 /** Node ids of rebuildable archive nodes: slot * 2^44 + st_ino (see VfsCore). */
 const COMPACT_SPAN = 2 ** 44;
@@ -84,7 +86,7 @@ export function registerInodeDomain<T extends VfsNode>(root: T, source?: InodeSo
   if (!domainRoots.has(root)) domainRoots.set(root, nextDomain++);
   if (source !== undefined) {
     inodeSources.set(root, source);
-    sourcesByDomain.set(domainRoots.get(root)!, new WeakRef(source));
+    sourceRoots.set(domainRoots.get(root)!, new WeakRef(root));
   }
   return root;
 }
@@ -196,7 +198,7 @@ export class VfsCore {
   private readonly dirs = new Map<number, DirState>();
   private nextHandle = 1;
   private readonly pathCache: LRUCache<string, VfsNode>;
-  private readonly loggedErrors = new Set<string>();
+  private readonly readErrors: OnceLog;
   private readonly singleDomain: boolean;
   /**
    * Archive nodes that can be rebuilt from their inode number (InodeSource) get node ids that
@@ -206,13 +208,13 @@ export class VfsCore {
    * 16 TiB, or beyond 511 slots, fall back to the table.
    */
   private readonly slotOfDomain = new Map<number, number>();
-  private readonly slots: { domain: number; source: InodeSource }[] = [];
+  /** Slot 0 is the whole mount's archive in a single-archive mount; otherwise unused. */
+  private readonly slots: ({ domain: number; source: InodeSource } | undefined)[] = [];
   private readonly nodeCache: LRUCache<number, InodeEntry>;
   readonly counters: VfsCounters = { lookups: 0, opens: 0, reads: 0, bytesRead: 0, readErrors: 0, prefetches: 0, openFiles: 0, inodes: 1 };
   private readonly readahead: number;
   private readonly prefetchStep: number;
   private readonly chunkSizeHint: number;
-  private readonly log: (line: string) => void;
 
   constructor(
     readonly root: VfsNode,
@@ -221,13 +223,9 @@ export class VfsCore {
     if (root.kind !== 'directory') throw new UsageError('the root of a mount must be a directory');
     const domain = domainRoots.get(root) ?? 0;
     this.singleDomain = domain !== 0;
-    const rootSource = this.singleDomain ? inodeSources.get(root) : undefined;
-    if (rootSource !== undefined) {
-      this.slots.push({ domain, source: rootSource });
-      this.slotOfDomain.set(domain, 0);
-    } else {
-      this.slots.push({ domain: -1, source: { nodeByIno: () => Promise.reject(new VfsError('ENOENT', 'no such node')) } });
-    }
+    const rootSource = this.singleDomain ? sourceOfDomain(domain) : undefined;
+    this.slots.push(rootSource !== undefined ? { domain, source: rootSource } : undefined);
+    if (rootSource !== undefined) this.slotOfDomain.set(domain, 0);
     this.nodeCache = new LRUCache({ max: Math.max(16, opts.nodeCacheSize ?? 16384) });
     this.inodes.set(ROOT_ID, {
       nodeid: ROOT_ID,
@@ -242,7 +240,7 @@ export class VfsCore {
     this.readahead = Math.max(0, opts.readahead ?? 4);
     this.prefetchStep = opts.prefetchStep ?? 1024 * 1024;
     this.chunkSizeHint = opts.chunkSizeHint ?? 4 * 1024 * 1024;
-    this.log = opts.log ?? ((line) => process.stderr.write(line + '\n'));
+    this.readErrors = new OnceLog(opts.log ?? ((line) => process.stderr.write(line + '\n')));
     this.pathCache = new LRUCache({ max: opts.pathCacheSize ?? 4096 });
   }
 
@@ -268,7 +266,7 @@ export class VfsCore {
     if (domain === 0 || !Number.isSafeInteger(ino) || ino < 2 || ino >= COMPACT_SPAN) return undefined;
     let slot = this.slotOfDomain.get(domain);
     if (slot === undefined) {
-      const source = this.singleDomain ? undefined : [...domainSourceRoots(domain)][0];
+      const source = this.singleDomain ? undefined : sourceOfDomain(domain);
       if (source === undefined || this.slots.length >= MAX_SLOTS) return undefined;
       slot = this.slots.length;
       this.slots.push({ domain, source });
@@ -542,12 +540,9 @@ export class VfsCore {
 
   private reportReadError(path: string, offset: number, length: number, e: unknown): void {
     const reason = e instanceof Error ? e.message : String(e);
-    const key = `${path}\0${reason}`;
-    if (this.loggedErrors.has(key)) return;
-    if (this.loggedErrors.size > 1000) this.loggedErrors.clear();
-    this.loggedErrors.add(key);
     const what = e instanceof PbsfsError ? '' : 'internal error: ';
-    this.log(`pbsfs: read error in ${path} [${offset}..${offset + length}): ${what}${reason}`);
+    // Once per file and reason, whatever the range.
+    this.readErrors.log(`pbsfs: read error in ${path} [${offset}..${offset + length}): ${what}${reason}`, `${path}\0${reason}`);
   }
 
   async release(fh: number): Promise<void> {

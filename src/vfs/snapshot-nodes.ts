@@ -80,11 +80,6 @@ export class DeferredDir implements VfsNode {
   }
 }
 
-/** Starts fetching the chunks under a range of an index stream (read-ahead of an open file). */
-export function prefetchIndexRange(src: ReadAt, offset: number, length: number): void {
-  src.prefetch?.(offset, length);
-}
-
 /** A file over an index archive (disk image, catalog, ...): size from the manifest. */
 export function indexFileNode(snapshot: Snapshot, filename: string, size: number): VfsNode {
   let opened: Promise<ReadAt> | undefined;
@@ -98,7 +93,7 @@ export function indexFileNode(snapshot: Snapshot, filename: string, size: number
     }
     return opened;
   };
-  return new ReadAtFile(open, size, { mtimeSec: snapshot.ref.time }, 0o444, prefetchIndexRange);
+  return new ReadAtFile(open, size, { mtimeSec: snapshot.ref.time }, 0o444);
 }
 
 /** A decoded blob. Its size is known only after decoding; a blob that cannot be decoded shows size 0 and fails on open. */

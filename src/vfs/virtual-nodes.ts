@@ -108,7 +108,6 @@ export class ReadAtFile implements VfsNode {
     private readonly size: number,
     private readonly times: NodeTimes = { mtimeSec: 0 },
     private readonly mode = 0o444,
-    private readonly prefetcher?: (src: ReadAt, offset: number, length: number) => void,
   ) {}
 
   async stat(): Promise<VfsStat> {
@@ -128,13 +127,13 @@ export class ReadAtFile implements VfsNode {
 
   async open(): Promise<VfsFileHandle> {
     const src = await this.src();
-    const prefetcher = this.prefetcher;
     const h: VfsFileHandle = {
       read: (offset, length) => src.readAt(offset, length),
       release: async () => undefined,
     };
-    if (prefetcher === undefined) return h;
-    return { ...h, prefetch: (offset: number, length: number) => prefetcher(src, offset, length) } as PrefetchingHandle;
+    // A source that can fetch ahead (an index stream) lets the core's read-ahead reach it.
+    if (src.prefetch === undefined) return h;
+    return { ...h, prefetch: (offset: number, length: number) => src.prefetch!(offset, length) } as PrefetchingHandle;
   }
 
   async listxattr(): Promise<Buffer[]> {

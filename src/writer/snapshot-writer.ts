@@ -35,6 +35,7 @@ import { ChunkStoreWriter, type PrefixDirPolicy } from './chunk-store-writer.js'
 import { DynamicIndexWriter, type IndexResult } from './dynamic-index-writer.js';
 import { FixedIndexWriter } from './fixed-index-writer.js';
 import type { ByteSink } from './pxar-encoder.js';
+import { isAllZero } from '../util/bytes.js';
 
 export const DEFAULT_OWNER = 'root@pam';
 /** userid@realm, optionally !tokenname (PBS auth ids). */
@@ -353,20 +354,6 @@ function removeStaleTempDirs(groupDir: string): void {
   }
 }
 
-function isAllZero(b: Buffer): boolean {
-  // Compare against a shared zero buffer in slices (Buffer.equals is memcmp).
-  const Z = zeroBlock();
-  for (let off = 0; off < b.length; off += Z.length) {
-    const n = Math.min(Z.length, b.length - off);
-    if (!b.subarray(off, off + n).equals(n === Z.length ? Z : Z.subarray(0, n))) return false;
-  }
-  return true;
-}
-
-let zeros: Buffer | undefined;
-function zeroBlock(): Buffer {
-  return (zeros ??= Buffer.alloc(1024 * 1024));
-}
 
 /** Write to a temp name in the same directory, then rename. */
 export function writeAtomic(path: string, data: string | Uint8Array): void {

@@ -7,7 +7,6 @@
  * - a multi-chunk file made by our writer comes out byte-exact, read in bounded pieces.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -22,7 +21,8 @@ import { formatSnapshotRef, parseSnapshotRef } from '../../src/store/backup-ref.
 import { Datastore } from '../../src/store/datastore.js';
 import { runBackup } from '../../src/writer/backup.js';
 import { expectedSnapshots, splitSnapshotPath } from '../helpers/datastore-expected.js';
-import { VECTOR_PASSPHRASE, cliPath, datastoreDir, keysDir } from '../helpers/paths.js';
+import { VECTOR_PASSPHRASE, datastoreDir, keysDir } from '../helpers/paths.js';
+import { runCli, type CliResult } from '../helpers/mount-cli.js';
 import { loadListing, type ListingEntry } from '../pxar/listing.js';
 
 const snaps = expectedSnapshots();
@@ -98,26 +98,7 @@ describe('ls and cat PATH through the VFS (library seam)', () => {
   }
 });
 
-interface Run {
-  code: number | null;
-  stdout: Buffer;
-  stderr: string;
-}
-
-function run(args: string[], repo = datastoreDir): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, '--repository', repo, ...args], {
-      env: { ...process.env, PBS_ENCRYPTION_PASSWORD: VECTOR_PASSPHRASE, PBS_REPOSITORY: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }));
-  });
-}
+const run = (args: string[], repo = datastoreDir): Promise<CliResult> => runCli(['--repository', repo, ...args]);
 
 describe('ls through the CLI', () => {
   it('lists every directory of the split archive with the listing metadata (JSON)', async () => {

@@ -17,7 +17,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants, mkdirSync, openSync, readSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -26,6 +26,7 @@ import { CryptConfig } from '../../src/crypto/crypt-config.js';
 import { createKeyConfig, serializeKeyConfig } from '../../src/crypto/key-config.js';
 import { runBackup } from '../../src/writer/backup.js';
 import { MountTracker, cliEnv } from '../helpers/mount-cli.js';
+import { openFds as allOpenFds } from '../helpers/proc-fds.js';
 
 const run = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -146,25 +147,9 @@ const openFds = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
 
 /** Every open descriptor of any process that points below `root`, as "pid: path". */
 function fdsUnder(root: string): string[] {
-  const found: string[] = [];
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue; // gone, or not ours to read
-    }
-    for (const fd of fds) {
-      try {
-        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-        if (target.startsWith(root + '/')) found.push(`${pid}: ${target}`);
-      } catch {
-        // closed meanwhile
-      }
-    }
-  }
-  return found;
+  return allOpenFds()
+    .filter((f) => f.target.startsWith(root + '/'))
+    .map((f) => `${f.pid}: ${f.target}`);
 }
 
 interface ReaderResult {

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { dir } from 'tmp-promise';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { MountTracker, cliEnv, runCli } from '../helpers/mount-cli.js';
+import { openFds } from '../helpers/proc-fds.js';
 import { expectedSnapshots } from '../helpers/datastore-expected.js';
 import { VECTOR_PASSPHRASE, datastoreDir, keysDir } from '../helpers/paths.js';
 
@@ -40,18 +41,7 @@ function mountinfoLine(mp: string): string {
 
 /** Pids of processes with a descriptor open on `path` (how the detached daemon is found). */
 function pidsHolding(path: string): number[] {
-  const pids: number[] = [];
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    if (fds.some((fd) => readlinkSafe(`/proc/${pid}/fd/${fd}`) === path)) pids.push(Number(pid));
-  }
-  return pids;
+  return [...new Set(openFds().filter((f) => f.target === path).map((f) => f.pid))];
 }
 
 function readlinkSafe(p: string): string | undefined {

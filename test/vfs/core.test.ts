@@ -98,9 +98,8 @@ describe('VfsCore', () => {
   it('prefetches ahead of sequential readers only', async () => {
     const data = Buffer.alloc(64 * 1024 * 1024, 1);
     const prefetches: [number, number][] = [];
-    const file = new ReadAtFile(() => new BufferReadAt('img', data), data.length, { mtimeSec: 0 }, 0o444, (_s, o, l) =>
-      prefetches.push([o, l]),
-    );
+    const src = Object.assign(new BufferReadAt('img', data), { prefetch: (o: number, l: number) => void prefetches.push([o, l]) });
+    const file = new ReadAtFile(() => src, data.length, { mtimeSec: 0 }, 0o444);
     const core = new VfsCore(new LazyDir(async () => [{ name: Buffer.from('img'), node: file }]), { readahead: 2 });
     const r = await core.lookup(ROOT_ID, Buffer.from('img'));
     const fh = await core.open(r!.nodeid);

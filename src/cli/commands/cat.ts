@@ -3,13 +3,13 @@
  * chunk) or a blob to stdout, byte-exact, respecting backpressure. With PATH, the pxar layer
  * prints one file from inside a file archive (see ../pxar-hooks.ts).
  */
-import { availableParallelism } from 'node:os';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import type { IndexReadAt } from '../../index/index-read-at.js';
 import { action, globalOptions } from '../context.js';
 import type { ChunkDecoder } from '../../chunks/chunk-decoder.js';
 import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
+import { decodeThreadsSetting } from '../decode-threads.js';
 import { catPxarPath } from '../pxar-hooks.js';
 import { OutputClosed, writeWithBackpressure } from '../stream-out.js';
 import { openSnapshotArg } from '../snapshot-args.js';
@@ -67,8 +67,7 @@ export function register(program: Command): void {
         // more cores, chunks decode on worker threads (started on first use) while the main
         // thread writes: 1 GiB encrypted image on 2 cores, 1.85 s -> 1.5 s.
         // PBSFS_DECODE_THREADS=N sets the thread count; 0 decodes in-process.
-        const env = process.env.PBSFS_DECODE_THREADS;
-        const threads = env !== undefined && /^\d+$/.test(env) ? Number(env) : Math.min(4, availableParallelism());
+        const threads = decodeThreadsSetting((cores) => Math.min(4, cores));
         let pool: WorkerPoolDecoder | undefined;
         const usePool = path === undefined && threads >= 2;
         const decoder: ChunkDecoder = (raw, job) => {

@@ -24,7 +24,6 @@ import { readFileSync, writeSync, closeSync, openSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
-import { availableParallelism } from 'node:os';
 import { ChunkReader } from '../../chunks/chunk-reader.js';
 import { inlineChunkDecoder, type ChunkDecoder } from '../../chunks/chunk-decoder.js';
 import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
@@ -36,7 +35,7 @@ import { checkMountpoint, mountCore } from '../../fuse/mount.js';
 import { Snapshot } from '../../snapshot/snapshot.js';
 import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
 import { Datastore } from '../../store/datastore.js';
-import { parseSize, formatBytes } from '../../util/bytes.js';
+import { parseSize, formatBytes, isAllZero } from '../../util/bytes.js';
 import { VfsCore } from '../../vfs/core.js';
 import { datastoreTree } from '../../vfs/datastore-tree.js';
 import { archiveRoot, snapshotDir } from '../../vfs/snapshot-nodes.js';
@@ -45,6 +44,7 @@ import type { PxarTreeOptions } from '../../vfs/pxar-tree.js';
 import { action, globalOptions, requireRepository } from '../context.js';
 import { ALLOW_DAMAGED_HELP, ALLOW_DAMAGED_WARNING, damageReportLines } from '../damage-output.js';
 import { DamageReport, formatDamageEntry } from '../../index/damage-report.js';
+import { decodeThreadsSetting } from '../decode-threads.js';
 import { KeySource } from '../snapshot-args.js';
 
 /**
@@ -96,13 +96,6 @@ interface MountCliOptions {
   allowDamaged?: boolean;
 }
 
-function decodeThreadsSetting(): number {
-  const v = process.env.PBSFS_DECODE_THREADS;
-  if (v === undefined) return availableParallelism() >= 2 ? Math.min(4, availableParallelism() - 1) : 0;
-  if (!/^\d+$/.test(v) || Number(v) > 16) throw new UsageError(`PBSFS_DECODE_THREADS must be 0..16, got ${JSON.stringify(v)}`);
-  return Number(v);
-}
-
 function nlinkScanSetting(): 'auto' | 'scan' | 'off' {
   const v = process.env.PBSFS_NLINK_SCAN ?? 'auto';
   if (v !== 'auto' && v !== 'scan' && v !== 'off') throw new UsageError(`PBSFS_NLINK_SCAN must be auto, scan or off, got ${JSON.stringify(v)}`);
@@ -136,14 +129,6 @@ export function pinZeroChunks(inner: ChunkDecoder): ChunkDecoder {
   };
 }
 
-const ZEROS = Buffer.alloc(65536);
-function isAllZero(b: Buffer): boolean {
-  for (let off = 0; off < b.length; off += ZEROS.length) {
-    const n = Math.min(ZEROS.length, b.length - off);
-    if (!b.subarray(off, off + n).equals(ZEROS.subarray(0, n))) return false;
-  }
-  return true;
-}
 
 /** The chunk readers of this mount, one per key (one cache bound for each). */
 class Readers {
@@ -441,7 +426,8 @@ export function register(program: Command): void {
           stats: Boolean(opts.stats),
           debug: g.debug,
           nlinkScan: nlinkScanSetting(),
-          decodeThreads: decodeThreadsSetting(),
+          // One core answers the kernel; the others decode (none on a single core).
+          decodeThreads: decodeThreadsSetting((cores) => (cores >= 2 ? Math.min(4, cores - 1) : 0), true),
           ...(opts.allowDamaged ? { allowDamaged: true } : {}),
         };
         // The key is unlocked here, on the user's terminal; the child gets the result.

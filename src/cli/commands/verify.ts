@@ -4,7 +4,6 @@
  * referenced chunk once (CRC, crypt mode; GCM tag, digest and size when decryptable), every
  * blob. Prints a report per file; exits 0 only when everything is sound.
  */
-import { availableParallelism } from 'node:os';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import type { ChunkDecoder } from '../../chunks/chunk-decoder.js';
@@ -14,6 +13,7 @@ import { verifySnapshot, countSnapshotChunks, type SnapshotVerifyResult } from '
 import { parseSnapshotRef, snapshotRelPath, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
 import { action, globalOptions, isInteractive, printResult } from '../context.js';
 import { KeySource, namespaceOf, openDatastore } from '../snapshot-args.js';
+import { decodeThreadsSetting } from '../decode-threads.js';
 
 function describeFile(f: SnapshotVerifyResult['files'][number]): string {
   const parts: string[] = [];
@@ -74,8 +74,7 @@ export function register(program: Command): void {
           bar.start(total, 0);
         }
         // With two or more cores, decode on worker threads (PBSFS_DECODE_THREADS=N; 0 = in-process).
-        const env = process.env.PBSFS_DECODE_THREADS;
-        const threads = env !== undefined && /^\d+$/.test(env) ? Number(env) : Math.min(4, availableParallelism());
+        const threads = decodeThreadsSetting((cores) => Math.min(4, cores));
         let pool: WorkerPoolDecoder | undefined;
         const decoder: ChunkDecoder | undefined =
           threads >= 2
