@@ -131,20 +131,40 @@ export class ChunkReader {
   /** Fetches and decodes without touching the cache (used by verify). */
   async fetchAndDecode(req: ChunkRequest): Promise<Buffer> {
     try {
-      const raw = await this.store.get(req.digest);
-      this.stats.chunksFetched++;
-      this.stats.bytesFetched += raw.length;
-      const plain = await this.decoder(raw, {
+      const job = {
         ...req,
         name: chunkRelPath(req.digest),
         ...(this.crypt !== undefined ? { crypt: this.crypt } : {}),
-      });
+      };
+      let plain: Buffer;
+      if (this.store.lease !== undefined) {
+        // The raw bytes live in a reused buffer of the store's: decode, then hand it back.
+        const lease = await this.store.lease(req.digest);
+        try {
+          this.countFetch(lease.data.length);
+          plain = await this.decoder(lease.data, job);
+          // A plaintext that is a view of the raw bytes (an unencrypted, uncompressed chunk) or of
+          // shared memory would change under the cache once the buffer is reused: keep a copy.
+          if (plain.buffer === lease.data.buffer || plain.buffer instanceof SharedArrayBuffer) plain = Buffer.from(plain);
+        } finally {
+          lease.release();
+        }
+      } else {
+        const raw = await this.store.get(req.digest);
+        this.countFetch(raw.length);
+        plain = await this.decoder(raw, job);
+      }
       this.stats.bytesDecoded += plain.length;
       return plain;
     } catch (e) {
       this.stats.errors++;
       throw e;
     }
+  }
+
+  private countFetch(bytes: number): void {
+    this.stats.chunksFetched++;
+    this.stats.bytesFetched += bytes;
   }
 
   /**

@@ -117,8 +117,9 @@ export class WorkerPoolDecoder {
     };
     // Move large raw buffers that own their memory instead of copying them (the reader does not
     // use `raw` after decoding).
-    const ab = raw.buffer as ArrayBuffer;
-    const transfer = raw.length >= 65536 && raw.byteOffset === 0 && ab.byteLength === raw.length ? [ab] : [];
+    // Shared memory (a store's pooled read buffer) is shared with the worker, never moved.
+    const ab = raw.buffer;
+    const transfer = ab instanceof ArrayBuffer && raw.length >= 65536 && raw.byteOffset === 0 && ab.byteLength === raw.length ? [ab] : [];
     return new Promise<Buffer>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
       if (slot.pending.size === 1) slot.worker.ref(); // keep the process alive while work is queued

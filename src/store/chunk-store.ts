@@ -11,6 +11,18 @@ export interface ChunkStore {
    * NotFoundError naming the chunk path when the chunk does not exist.
    */
   get(digest: Buffer): Promise<Buffer>;
+  /**
+   * Optional, for backends that read into reused memory: the same bytes as get(), lent until
+   * release() (the memory is then reused for another chunk). Callers must release exactly once,
+   * and must copy whatever they keep.
+   */
+  lease?(digest: Buffer): Promise<ChunkLease>;
+}
+
+/** Raw chunk bytes in memory a ChunkStore lends out (see ChunkStore.lease). */
+export interface ChunkLease {
+  readonly data: Buffer;
+  release(): void;
 }
 
 /** `.chunks/XXXX/<hex>`: the path of a chunk relative to the datastore root (spec 9.1). */
