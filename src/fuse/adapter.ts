@@ -7,6 +7,11 @@
  * - entries and attributes are valid for a day (backup data never changes), negative lookups
  *   are cached too, and opened files and directories keep the kernel page/dir cache
  *   (FOPEN_KEEP_CACHE, FOPEN_CACHE_DIR), so a second `find` or `cat` never reaches us;
+ * - except large regular files (over `pageCacheMaxFileBytes`, default 32 MiB), opened with
+ *   FOPEN_DIRECT_IO: reads go straight into the reader's buffer. Filling fresh page-cache pages
+ *   was the largest single cost of a sequential read here (1 GiB cold through the mount: 344-387
+ *   MB/s through the page cache, 557-568 MB/s direct, `dd bs=1M`, caches dropped). Their small
+ *   reads are kept in a PageCache of our own, so random re-reads stay fast;
  * - READDIRPLUS returns attributes with the names (no LOOKUP storm on `ls -l` / `find`);
  * - names are raw bytes both ways, so non-UTF-8 names appear exactly as archived; no escaping.
  */
@@ -26,15 +31,18 @@ import {
   Errno,
   errnoNumber,
   FOPEN_CACHE_DIR,
+  FOPEN_DIRECT_IO,
   FOPEN_KEEP_CACHE,
   FUSE_KERNEL_MINOR,
   FUSE_KERNEL_VERSION,
   InitFlag,
+  InitFlag2,
   Op,
   WRITE_OPS,
   type InHeader,
   type KernelAttr,
 } from './protocol.js';
+import { PageCache, SMALL_READ_MAX } from './page-cache.js';
 import { MAX_WRITE, type FuseReply } from './session.js';
 
 /** Validity of entries and attributes handed to the kernel, in seconds. */
@@ -49,7 +57,19 @@ export interface AdapterOptions {
   onInit?: () => void;
   /** Called on DESTROY. */
   onDestroy?: () => void;
+  /**
+   * Regular files larger than this bypass the kernel page cache (FOPEN_DIRECT_IO); default
+   * 32 MiB. Infinity keeps every file in the page cache.
+   */
+  pageCacheMaxFileBytes?: number;
+  /** Bytes of small reads of such files kept by the mount itself (default 16 MiB). */
+  smallReadCacheBytes?: number;
 }
+
+/** Default of AdapterOptions.pageCacheMaxFileBytes. */
+export const DEFAULT_PAGE_CACHE_MAX_FILE_BYTES = 32 * 1024 * 1024;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
 
 function toKernel(st: VfsStat): KernelAttr {
   return st;
@@ -67,11 +87,27 @@ export class FuseAdapter {
   /** Protocol minor agreed with the kernel (0 before INIT). */
   minor = 0;
   private plusAllowed = false;
+  /**
+   * Open handles of files read with FOPEN_DIRECT_IO: their node and size. Their pages are cached
+   * by node id, which is safe because the core never gives one id to two files in one mount
+   * (table ids only grow; archive ids are slot * 2^44 + st_ino, and slots are never reused).
+   */
+  private readonly directFiles = new Map<number, { nodeid: number; size: number }>();
+  private readonly pageCache: PageCache;
+  private readonly pageCacheMax: number;
 
   constructor(
     private readonly core: VfsCore,
     private readonly opts: AdapterOptions = {},
-  ) {}
+  ) {
+    this.pageCacheMax = opts.pageCacheMaxFileBytes ?? DEFAULT_PAGE_CACHE_MAX_FILE_BYTES;
+    this.pageCache = new PageCache(opts.smallReadCacheBytes ?? 16 * 1024 * 1024);
+  }
+
+  /** Counters of the small-read cache of direct-I/O files. */
+  get pageCacheStats(): { hits: number; misses: number } {
+    return { hits: this.pageCache.hits, misses: this.pageCache.misses };
+  }
 
   /** The session's dispatcher. */
   readonly dispatch = async (h: InHeader, body: Buffer): Promise<FuseReply> => {
@@ -135,17 +171,27 @@ export class FuseAdapter {
         const flags = body.readUInt32LE(0);
         if ((flags & O_ACCMODE) !== 0 || (flags & O_TRUNC) !== 0) return -Errno.EROFS;
         const fh = await core.open(h.nodeid);
+        const st = await core.getattr(h.nodeid);
+        if ((st.mode & S_IFMT) === S_IFREG && st.size > this.pageCacheMax) {
+          this.directFiles.set(fh, { nodeid: h.nodeid, size: st.size });
+          return encodeOpenOut(fh, FOPEN_DIRECT_IO);
+        }
         return encodeOpenOut(fh, FOPEN_KEEP_CACHE);
       }
       case Op.READ: {
         const fh = Number(body.readBigUInt64LE(0));
         const offset = Number(body.readBigUInt64LE(8));
         const size = body.readUInt32LE(16);
+        const direct = size <= SMALL_READ_MAX ? this.directFiles.get(fh) : undefined;
+        if (direct !== undefined) return this.pageCache.read(direct.nodeid, direct.size, offset, size, (o, l) => core.read(fh, o, l));
         return core.read(fh, offset, size);
       }
-      case Op.RELEASE:
-        await core.release(Number(body.readBigUInt64LE(0)));
+      case Op.RELEASE: {
+        const fh = Number(body.readBigUInt64LE(0));
+        this.directFiles.delete(fh);
+        await core.release(fh);
         return Buffer.alloc(0);
+      }
       case Op.OPENDIR: {
         const dh = await core.opendir(h.nodeid);
         return encodeOpenOut(dh, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR);
@@ -195,11 +241,14 @@ export class FuseAdapter {
     const minor = body.readUInt32LE(4);
     const maxReadahead = body.readUInt32LE(8);
     const kernelFlags = body.readUInt32LE(12);
+    const kernelFlags2 = (kernelFlags & InitFlag.INIT_EXT) !== 0 && body.length >= 20 ? body.readUInt32LE(16) : 0;
     if (major !== FUSE_KERNEL_VERSION) return -Errno.EPROTO;
     this.minor = Math.min(minor, FUSE_KERNEL_MINOR);
     const wanted =
-      InitFlag.ASYNC_READ | InitFlag.DO_READDIRPLUS | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS;
-    const flags = kernelFlags & wanted;
+      InitFlag.ASYNC_READ | InitFlag.DO_READDIRPLUS | InitFlag.PARALLEL_DIROPS | InitFlag.MAX_PAGES | InitFlag.CACHE_SYMLINKS | InitFlag.INIT_EXT;
+    // Large files are opened FOPEN_DIRECT_IO; where the kernel can, it still maps them shared.
+    const flags2 = kernelFlags2 & InitFlag2.DIRECT_IO_ALLOW_MMAP;
+    const flags = (kernelFlags & wanted & ~InitFlag.INIT_EXT) | (flags2 !== 0 ? InitFlag.INIT_EXT : 0);
     this.plusAllowed = (flags & InitFlag.DO_READDIRPLUS) !== 0;
     const out = Buffer.alloc(64);
     out.writeUInt32LE(FUSE_KERNEL_VERSION, 0);
@@ -211,6 +260,7 @@ export class FuseAdapter {
     out.writeUInt32LE(MAX_WRITE, 20);
     out.writeUInt32LE(1, 24); // time_gran: timestamps are exact to the nanosecond
     out.writeUInt16LE(MAX_PAGES, 28);
+    out.writeUInt32LE(flags2, 32);
     queueMicrotask(() => this.opts.onInit?.());
     return out;
   }

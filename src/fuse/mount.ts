@@ -18,6 +18,8 @@ export interface MountOptions {
   log?: (line: string) => void;
   /** Kernel read-ahead window for the mount in KiB (default 4096). */
   readAheadKb?: number;
+  /** Regular files larger than this bypass the kernel page cache (see FuseAdapter). */
+  pageCacheMaxFileBytes?: number;
 }
 
 export interface MountedFs {
@@ -26,6 +28,8 @@ export interface MountedFs {
   readonly done: Promise<void>;
   /** fusermount -u; with `lazy`, detaches even while files are open. */
   unmount(lazy?: boolean): Promise<'unmounted' | 'busy' | 'not-mounted' | 'failed'>;
+  /** Hits and misses of the mount's own cache of small reads of direct-I/O files. */
+  pageCacheStats(): { hits: number; misses: number };
 }
 
 /**
@@ -76,7 +80,11 @@ export async function mountCore(core: VfsCore, mountpoint: string, o: MountOptio
   }
   let initDone!: () => void;
   const initialised = new Promise<void>((r) => (initDone = r));
-  const adapter = new FuseAdapter(core, { onInit: () => initDone(), ...(o.log ? { log: o.log } : {}) });
+  const adapter = new FuseAdapter(core, {
+    onInit: () => initDone(),
+    ...(o.log ? { log: o.log } : {}),
+    ...(o.pageCacheMaxFileBytes !== undefined ? { pageCacheMaxFileBytes: o.pageCacheMaxFileBytes } : {}),
+  });
   const session = new FuseSession(fd, adapter.dispatch, (e) => o.log?.(`pbsfs: /dev/fuse: ${e.message}`));
   session.start();
   try {
@@ -107,5 +115,6 @@ export async function mountCore(core: VfsCore, mountpoint: string, o: MountOptio
       const r = await kernelUnmount(abs, lazy);
       return r.result;
     },
+    pageCacheStats: () => adapter.pageCacheStats,
   };
 }

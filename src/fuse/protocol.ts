@@ -88,9 +88,18 @@ export const InitFlag = {
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
   CACHE_SYMLINKS: 1 << 23,
+  /** init_in/init_out carry a second flags word (flags2, bits 32-63). */
+  INIT_EXT: 1 << 30,
+} as const;
+
+/** Bits of the second flags word (flags2 = flags >> 32). */
+export const InitFlag2 = {
+  /** mmap(MAP_SHARED) of FOPEN_DIRECT_IO files (through the page cache; kernel 6.6+). */
+  DIRECT_IO_ALLOW_MMAP: 1 << (36 - 32),
 } as const;
 
 /** fuse_open_out.open_flags */
+export const FOPEN_DIRECT_IO = 1 << 0;
 export const FOPEN_KEEP_CACHE = 1 << 1;
 export const FOPEN_CACHE_DIR = 1 << 3;
 

@@ -21,7 +21,9 @@ afterAll(async () => {
 });
 
 describe('loop-mounting an image from a pbsfs mount', () => {
-  it('an ext4 image backed up by pbsfs mounts read-only and its files read back', async () => {
+  // Through the kernel page cache (24 MiB is below the default --page-cache-max) and direct.
+  it.each([[[] as string[]], [['--page-cache-max', '0']]])('an ext4 image backed up by pbsfs mounts read-only and its files read back (%j)', async (extra: string[]) => {
+    await tmp?.cleanup();
     tmp = await dir({ unsafeCleanup: true });
     const src = join(tmp.path, 'src');
     mkdirSync(join(src, 'sub'), { recursive: true });
@@ -40,7 +42,7 @@ describe('loop-mounting an image from a pbsfs mount', () => {
     );
     expect(b.code, b.stderr).toBe(0);
     const mp = tracker.mountpoint();
-    const m = await runCli(['--repository', store, 'mount', 'vm/901/2024-01-01T00:00:00Z', 'drive-scsi0.img', mp], env);
+    const m = await runCli(['--repository', store, 'mount', ...extra, 'vm/901/2024-01-01T00:00:00Z', 'drive-scsi0.img', mp], env);
     expect(m.code, m.stderr).toBe(0);
     expect(readFileSync(join(mp, 'drive-scsi0.img')).equals(readFileSync(img))).toBe(true);
     loopMp = join(tmp.path, 'loop');

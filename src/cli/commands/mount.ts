@@ -31,7 +31,7 @@ import { CryptConfig } from '../../crypto/crypt-config.js';
 import { loadKeyFile } from '../../crypto/key-config.js';
 import { childProcessEnv, getPassphrase } from '../../crypto/passphrase.js';
 import { PbsfsError, UsageError, fromSystemError, isPbsfsError } from '../../errors.js';
-import { checkMountpoint, mountCore } from '../../fuse/mount.js';
+import { checkMountpoint, mountCore, type MountedFs } from '../../fuse/mount.js';
 import { Snapshot } from '../../snapshot/snapshot.js';
 import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
 import { Datastore } from '../../store/datastore.js';
@@ -66,6 +66,8 @@ export interface MountPlan {
   archive: string | undefined;
   mountpoint: string;
   cacheBytes: number;
+  /** Regular files larger than this are read with FOPEN_DIRECT_IO (--page-cache-max). */
+  pageCacheMaxFileBytes?: number;
   readahead: number;
   allowOther: boolean;
   uid: number | undefined;
@@ -85,6 +87,7 @@ export interface MountPlan {
 
 interface MountCliOptions {
   cacheSize: string;
+  pageCacheMax: string;
   readahead: string;
   allowOther?: boolean;
   uid?: string;
@@ -241,16 +244,24 @@ export async function runMount(plan: MountPlan, onReady: () => void): Promise<{ 
   if (plan.allowDamaged) process.stderr.write(ALLOW_DAMAGED_WARNING);
   const built = await buildRoot(plan);
   const damage = built.damage;
+  // Set once mounted; the stats closure below only runs while the mount answers requests.
+  let mounted: MountedFs | undefined;
   const core = new VfsCore(built.root, {
     ...(plan.uid !== undefined ? { uid: plan.uid } : {}),
     ...(plan.gid !== undefined ? { gid: plan.gid } : {}),
     readahead: plan.readahead,
     stats: () => ({
       ...built.readers.stats(),
+      ...(mounted !== undefined ? { smallReadCache: mounted.pageCacheStats() } : {}),
       ...(damage !== undefined ? { damagedChunks: damage.count, damagedBytes: damage.bytes } : {}),
     }),
   });
-  const m = await mountCore(core, plan.mountpoint, { allowOther: plan.allowOther, source: built.source });
+  const m = await mountCore(core, plan.mountpoint, {
+    allowOther: plan.allowOther,
+    source: built.source,
+    ...(plan.pageCacheMaxFileBytes !== undefined ? { pageCacheMaxFileBytes: plan.pageCacheMaxFileBytes } : {}),
+  });
+  mounted = m;
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
@@ -384,6 +395,7 @@ export function register(program: Command): void {
     .description('mount a datastore, a snapshot or one archive read-only (FUSE; needs root)')
     .argument('[args...]', '[SNAPSHOT [ARCHIVE]] MOUNTPOINT')
     .option('--cache-size <size>', 'chunk cache bound (bytes; suffixes K, M, G)', '128M')
+    .option('--page-cache-max <size>', 'regular files larger than this bypass the kernel page cache and are read directly (faster streaming; small reads are cached by pbsfs)', '32M')
     .option('--readahead <n>', 'chunks prefetched ahead of a sequential reader (0: off)', '4')
     .option('--allow-other', 'let other users access the mount (archived permissions still apply)')
     .option('--uid <uid>', 'show every file as owned by this uid')
@@ -410,6 +422,7 @@ export function register(program: Command): void {
           throw new UsageError(`--readahead must be a whole number from 0 to 64, got ${JSON.stringify(opts.readahead)}`);
         }
         const cacheBytes = parseSize(opts.cacheSize);
+        const pageCacheMaxFileBytes = parseSize(opts.pageCacheMax);
         const plan: MountPlan = {
           repository: resolve(requireRepository(g)),
           ns: g.ns,
@@ -419,6 +432,7 @@ export function register(program: Command): void {
           archive: args.length === 3 ? args[1] : undefined,
           mountpoint,
           cacheBytes,
+          pageCacheMaxFileBytes,
           readahead,
           allowOther: Boolean(opts.allowOther),
           uid: parseId(opts.uid, '--uid'),
