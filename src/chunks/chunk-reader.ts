@@ -110,6 +110,12 @@ export class ChunkReader {
     });
   }
 
+  /** The cached plaintext of a chunk, if it is cached (no fetch, no change of its recency). */
+  peek(req: ChunkRequest): Buffer | undefined {
+    const hit = this.cache?.peek((req.cryptMode === 'encrypt' ? 'e' : 'n') + req.digest.toString('hex'));
+    return hit !== undefined && hit.length === req.expectedSize ? hit : undefined;
+  }
+
   /**
    * Starts fetching a chunk into the cache if it is neither cached nor in flight (sequential
    * read-ahead). Failures are dropped here: nothing is cached, and a real read retries and

@@ -52,6 +52,9 @@ function isChunkDamage(e: unknown): e is PbsfsError {
   }
 }
 
+/** Told of every verified chunk plaintext a reader obtains: chunk number, stream offset, bytes. */
+export type ChunkObserver = (index: number, start: number, data: Buffer) => void;
+
 export class IndexReadAt implements ReadAt {
   readonly name: string;
   readonly size: number;
@@ -60,6 +63,7 @@ export class IndexReadAt implements ReadAt {
 
   private readonly damage: DamageReport | undefined;
   private readonly archive: string;
+  private readonly observers: ChunkObserver[] = [];
 
   constructor(
     readonly index: ChunkIndex,
@@ -86,7 +90,9 @@ export class IndexReadAt implements ReadAt {
     if (this.damage?.has(this.name, i)) return Buffer.alloc(end - start);
     const digest = this.index.digest(i);
     try {
-      return await this.reader.get({ digest, expectedSize: end - start, cryptMode: this.cryptMode });
+      const plain = await this.reader.get({ digest, expectedSize: end - start, cryptMode: this.cryptMode });
+      for (const o of this.observers) o(i, start, plain);
+      return plain;
     } catch (e) {
       if (this.damage !== undefined && isChunkDamage(e)) {
         this.damage.record(this.name, this.archive, i, start, end, digest.toString('hex'), e);
@@ -94,6 +100,22 @@ export class IndexReadAt implements ReadAt {
       }
       throw this.wrap(e, i, digest, start);
     }
+  }
+
+  /**
+   * Calls `observer` with every verified chunk plaintext this reader obtains from now on (from
+   * the store or the cache; never zeros standing in for a damaged chunk). Observers run
+   * synchronously and must not modify the bytes.
+   */
+  observeChunks(observer: ChunkObserver): void {
+    this.observers.push(observer);
+  }
+
+  /** Chunk i's verified plaintext if the chunk cache holds it right now (no fetch), else undefined. */
+  peekChunk(i: number): Buffer | undefined {
+    if (i < 0 || i >= this.index.count) return undefined;
+    const { start, end } = this.index.chunkRange(i);
+    return this.reader.peek({ digest: this.index.digest(i), expectedSize: end - start, cryptMode: this.cryptMode });
   }
 
   /**

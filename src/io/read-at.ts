@@ -28,6 +28,18 @@ export interface ReadAt {
    * them in the background. Never throws; failures surface when the range is read.
    */
   prefetch?(offset: number, length: number): void;
+  /**
+   * Optional, synchronous: at least `min` and at most `max` bytes starting at `offset` if the
+   * source holds them in memory right now (verified, like readAt), else undefined. Lets a
+   * windowed parser take a shorter window than it asked for instead of a read.
+   */
+  readSome?(offset: number, min: number, max: number): Buffer | undefined;
+  /**
+   * Optional hint from a format parser: a structural item of the stream starts at `offset`
+   * (e.g. a pxar entry found through a goodbye table). Never throws; may be wrong (hostile
+   * input) without harm: sources use it only to decide what to keep in memory.
+   */
+  itemStartHint?(offset: number): void;
 }
 
 /** Reads exactly `length` bytes or throws a FormatError naming the stream (truncated input). */

@@ -187,6 +187,7 @@ export class PxarAccessor {
     const pos = dir.goodbyeStart - Number(off);
     const cached = this.entries.get(pos);
     if (cached !== undefined) return cached;
+    this.archive.itemStartHint?.(pos);
     const reader = r ?? new ItemReader(this.archive, 512);
     const limit = dir.goodbyeStart;
     let entry: PxarEntry;

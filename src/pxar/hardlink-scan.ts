@@ -48,7 +48,8 @@ export async function scanHardlinkCounts(archive: ReadAt): Promise<Map<number, n
   /** Makes [at, at + len) available in `buf`. */
   const need = async (at: number, len: number): Promise<void> => {
     if (at >= bufStart && at + len <= bufStart + buf.length) return;
-    buf = await archive.readAt(at, Math.max(len, WINDOW));
+    // Bytes the source holds in memory (harvested metadata) need no read.
+    buf = archive.readSome?.(at, len, WINDOW) ?? (await archive.readAt(at, Math.max(len, WINDOW)));
     bufStart = at;
     if (buf.length < len) throw bad(`stream ends inside an item (wanted ${len} bytes)`, at);
   };

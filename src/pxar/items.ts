@@ -93,6 +93,13 @@ export class ItemReader {
   /** Loads [pos, pos + max(len, readAhead)) clipped to `limit` into the window. */
   async fill(pos: number, len: number, limit: number): Promise<void> {
     const want = Math.min(Math.max(len, this.readAhead), limit - pos);
+    // What the source already holds in memory (e.g. harvested metadata) may end before `want`.
+    const held = len <= want ? this.src.readSome?.(pos, len, want) : undefined;
+    if (held !== undefined && held.length >= len) {
+      this.buf = held;
+      this.bufStart = pos;
+      return;
+    }
     const b = await this.src.readAt(pos, want);
     if (b.length < Math.min(len, want)) {
       throw this.error(`short read: wanted ${want} bytes, got ${b.length} (truncated archive?)`, pos);

@@ -21,7 +21,9 @@
  */
 import { LimitError, UsageError } from '../errors.js';
 import type { ReadAt } from '../io/read-at.js';
+import { IndexReadAt } from '../index/index-read-at.js';
 import { PxarAccessor, type AccessorOptions } from '../pxar/accessor.js';
+import { HarvestingReadAt, type HarvestBudget } from '../pxar/metadata-harvest.js';
 import { allXattrs } from '../pxar/acl.js';
 import { makedev } from '../pxar/format.js';
 import { scanHardlinkCounts } from '../pxar/hardlink-scan.js';
@@ -41,6 +43,12 @@ export interface PxarTreeOptions extends AccessorOptions {
   nlinkScanEagerly?: boolean;
   /** Deepest directory level served (default 1024). */
   maxDepth?: number;
+  /**
+   * Keep the metadata of unified archives read through an index as chunks pass by (see
+   * pxar/metadata-harvest.ts), within this budget shared by every archive given it. A mount
+   * sets it; one-shot commands read too little for it to pay.
+   */
+  harvest?: HarvestBudget;
 }
 
 const KIND: Record<Exclude<PxarKind, 'hardlink'>, VfsKind> = {
@@ -244,6 +252,8 @@ export class PxarSymlinkNode extends PxarNode {
  * archive (omit it to browse metadata only: opening a file then fails with NotFoundError).
  */
 export async function openPxarTree(archive: ReadAt, payload?: ReadAt, opts: PxarTreeOptions = {}): Promise<PxarNode> {
+  // A split archive's metadata stream holds nothing else: the chunk cache is all it needs.
+  if (payload === undefined && opts.harvest !== undefined && archive instanceof IndexReadAt) archive = new HarvestingReadAt(archive, opts.harvest);
   const accessor = await PxarAccessor.open(archive, payload, opts);
   const tree = new PxarTree(accessor, opts);
   return registerInodeDomain(await tree.root(), tree);

@@ -31,6 +31,7 @@ import { CryptConfig } from '../../crypto/crypt-config.js';
 import { loadKeyFile } from '../../crypto/key-config.js';
 import { childProcessEnv, getPassphrase } from '../../crypto/passphrase.js';
 import { PbsfsError, UsageError, fromSystemError, isPbsfsError } from '../../errors.js';
+import { HarvestBudget } from '../../pxar/metadata-harvest.js';
 import { checkMountpoint, mountCore, type MountedFs } from '../../fuse/mount.js';
 import { Snapshot } from '../../snapshot/snapshot.js';
 import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
@@ -209,7 +210,8 @@ async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
     return Snapshot.open(ds, inNs, ref, { ...(crypt ? { crypt } : {}), chunkReader: readers.get(crypt), ...(damage ? { damage } : {}) });
   };
 
-  const tree: PxarTreeOptions = { nlink: plan.nlinkScan, nlinkScanEagerly: true };
+  // Harvested metadata of unified archives: at most a quarter of the chunk cache's bound more.
+  const tree: PxarTreeOptions = { nlink: plan.nlinkScan, nlinkScanEagerly: true, harvest: new HarvestBudget(Math.floor(plan.cacheBytes / 4)) };
   if (plan.snapshot === undefined) {
     // Snapshots opened inside the tree share this mount's readers (and so its counters).
     const root = datastoreTree(ds, ns, { openSnapshot: (_d, inNs, ref) => open(inNs, ref), tree });
