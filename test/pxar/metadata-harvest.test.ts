@@ -69,6 +69,19 @@ async function walk(node: VfsNode, path = ''): Promise<string[]> {
   return out;
 }
 
+/** Checks every range `h` serves (probing every `step` bytes) against the stream; how many it served. */
+async function servedBytesAreTheStream(h: HarvestingReadAt, readAt: IndexReadAt, step: number, max: number): Promise<number> {
+  const whole = await readAt.readAt(0, readAt.size);
+  let served = 0;
+  for (let o = 0; o < readAt.size; o += step) {
+    const b = h.readSome(o, 1, max);
+    if (b === undefined) continue;
+    served++;
+    expect(b.equals(whole.subarray(o, o + b.length)), `offset ${o}`).toBe(true);
+  }
+  return served;
+}
+
 describe('metadata harvesting', () => {
   it('walks equal the walk without harvesting; a second walk fetches almost nothing', async () => {
     const plain = await openIndex(store, SNAP, 'root.pxar.didx', 256 * 1024);
@@ -109,15 +122,7 @@ describe('metadata harvesting', () => {
     for (let o = 0; o < readAt.size; o += 1 << 20) await readAt.readAt(o, 1 << 20);
     expect(h.finished).toBe(true);
     expect(h.harvestedBytes).toBeGreaterThan(30 * 40 * 40);
-    const whole = await readAt.readAt(0, readAt.size);
-    let served = 0;
-    for (let o = 0; o < readAt.size; o += 37) {
-      const b = h.readSome(o, 1, 3000);
-      if (b === undefined) continue;
-      served++;
-      expect(b.equals(whole.subarray(o, o + b.length)), `offset ${o}`).toBe(true);
-    }
-    expect(served).toBeGreaterThan(100);
+    expect(await servedBytesAreTheStream(h, readAt, 37, 3000)).toBeGreaterThan(100);
   });
 
   it('walks started out of order (random lookups through a 2-chunk cache) keep only the stream bytes', async () => {
@@ -133,15 +138,7 @@ describe('metadata harvesting', () => {
       if (i % 3 === 0) await acc.read(e!, 0, 100);
     }
     expect(h.restarts).toBeGreaterThan(0);
-    const whole = await readAt.readAt(0, readAt.size);
-    let served = 0;
-    for (let o = 0; o < readAt.size; o += 29) {
-      const b = h.readSome(o, 1, 5000);
-      if (b === undefined) continue;
-      served++;
-      expect(b.equals(whole.subarray(o, o + b.length)), `offset ${o}`).toBe(true);
-    }
-    expect(served).toBeGreaterThan(50);
+    expect(await servedBytesAreTheStream(h, readAt, 29, 5000)).toBeGreaterThan(50);
   });
 
   it('a tiny budget stops the walk; answers do not change', async () => {
