@@ -44,6 +44,14 @@ export interface ChunkReaderOptions {
 
 export const DEFAULT_CACHE_BYTES = 128 * 1024 * 1024;
 
+/**
+ * The crypt mode is part of the key: a digest verified as an encrypted chunk says nothing about
+ * a request that expects an unencrypted one (spec 2.6), and vice versa.
+ */
+function cacheKey(req: ChunkRequest): string {
+  return (req.cryptMode === 'encrypt' ? 'e' : 'n') + req.digest.toString('hex');
+}
+
 export class ChunkReader {
   readonly stats: ChunkReaderStats = {
     chunksFetched: 0,
@@ -88,9 +96,7 @@ export class ChunkReader {
    * callers: treat it as read-only.
    */
   get(req: ChunkRequest): Promise<Buffer> {
-    // The crypt mode is part of the key: a digest verified as an encrypted chunk says nothing
-    // about a request that expects an unencrypted one (spec 2.6), and vice versa.
-    const key = (req.cryptMode === 'encrypt' ? 'e' : 'n') + req.digest.toString('hex');
+    const key = cacheKey(req);
     const hit = this.cache?.get(key);
     if (hit !== undefined) {
       this.stats.cacheHits++;
@@ -112,7 +118,7 @@ export class ChunkReader {
 
   /** The cached plaintext of a chunk, if it is cached (no fetch, no change of its recency). */
   peek(req: ChunkRequest): Buffer | undefined {
-    const hit = this.cache?.peek((req.cryptMode === 'encrypt' ? 'e' : 'n') + req.digest.toString('hex'));
+    const hit = this.cache?.peek(cacheKey(req));
     return hit !== undefined && hit.length === req.expectedSize ? hit : undefined;
   }
 
@@ -126,7 +132,7 @@ export class ChunkReader {
     // Read-ahead of many readers at once must not hold unbounded memory in chunks being
     // fetched: beyond the limit, hints are dropped (the reads themselves still fetch).
     if (this.prefetching >= this.maxPrefetches) return;
-    const key = (req.cryptMode === 'encrypt' ? 'e' : 'n') + req.digest.toString('hex');
+    const key = cacheKey(req);
     if (this.cache.has(key) || this.inflight.has(key)) return;
     this.prefetching++;
     this.get(req)

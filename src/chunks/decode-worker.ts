@@ -38,13 +38,11 @@ if (port) {
       }) as Buffer;
       // Hand the memory over when the plaintext owns (nearly all of) its ArrayBuffer; small or
       // shared buffers are copied by the structured clone instead.
-      // A plaintext that is a view of the request's raw bytes (unencrypted, uncompressed) must
-      // not go back as such: those may be the reader's shared, reused memory.
-      let out = plain;
-      if (out.buffer === m.raw.buffer || out.buffer instanceof SharedArrayBuffer) out = Buffer.from(out);
-      const ab = out.buffer as ArrayBuffer;
-      if (out.byteOffset === 0 && ab.byteLength - out.length < 4096 && out.length >= 65536) transfer.push(ab);
-      reply = { id: m.id, ok: true, plain: new Uint8Array(ab, out.byteOffset, out.length) };
+      // A view of shared memory (the raw bytes of an unencrypted, uncompressed chunk read into
+      // a pooled buffer) is shared back, not moved; the reader copies it before reuse.
+      const ab = plain.buffer;
+      if (ab instanceof ArrayBuffer && plain.byteOffset === 0 && ab.byteLength - plain.length < 4096 && plain.length >= 65536) transfer.push(ab);
+      reply = { id: m.id, ok: true, plain: new Uint8Array(ab, plain.byteOffset, plain.length) };
     } catch (e) {
       reply = isPbsfsError(e)
         ? { id: m.id, ok: false, kind: e.kind, message: e.message, file: e.file }

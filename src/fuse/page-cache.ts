@@ -44,9 +44,10 @@ export class PageCache {
     }
     this.misses++;
     const from = first * PAGE_SIZE;
-    const data = await load(from, Math.min(size, (last + 1) * PAGE_SIZE) - from);
+    const span = Math.min(size, (last + 1) * PAGE_SIZE) - from;
+    const data = await load(from, span);
     // A short answer (a file shorter than its stat said) is passed on as is, never cached.
-    if (data.length !== Math.min(size, (last + 1) * PAGE_SIZE) - from) return data.subarray(Math.min(data.length, offset - from), Math.min(data.length, end - from));
+    if (data.length !== span) return data.subarray(Math.min(data.length, offset - from), Math.min(data.length, end - from));
     for (let p = first; p <= last; p++) {
       const at = (p - first) * PAGE_SIZE;
       // A copy: `data` may be a view of a whole cached chunk, which a page must not keep alive.

@@ -200,7 +200,8 @@ export class HarvestingReadAt implements ReadAt {
   }
 
   private onChunk(start: number, data: Buffer): void {
-    if (this.stopped) return;
+    // Called for every chunk the index reader hands out (each read of file contents too).
+    if (this.stopped || this.walks.length === 0) return;
     const index = this.inner.index;
     for (const w of [...this.walks]) {
       let from = start;

@@ -107,42 +107,44 @@ export class LocalChunkStore implements ChunkStore {
    * and, from then on, for every chunk once the file system refuses O_DIRECT.
    */
   async lease(digest: Buffer): Promise<ChunkLease> {
-    if (this.directWorks === false) return { data: await this.get(digest), release: noop };
-    this.pool ??= new AlignedBufferPool(POOL_SLOT_BYTES, POOL_SLOTS);
-    const slot = await this.pool.acquire();
-    let opened: { fh: FileHandle; size: number; rel: string };
-    try {
-      opened = await this.openChunk(digest, true);
-    } catch (e) {
-      slot.release();
-      if (this.refusesDirect(e)) return { data: await this.get(digest), release: noop };
-      throw e;
-    }
-    const { fh, size, rel } = opened;
-    let got = 0;
-    try {
-      if (size > slot.buf.length) {
+    if (this.directWorks !== false) {
+      this.pool ??= new AlignedBufferPool(POOL_SLOT_BYTES, POOL_SLOTS);
+      const slot = await this.pool.acquire();
+      let data: Buffer | undefined;
+      try {
+        data = await this.readDirect(digest, slot.buf);
+      } catch (e) {
         slot.release();
-        return { data: await this.get(digest), release: noop };
+        if (!this.refusesDirect(e)) throw e;
       }
+      if (data !== undefined) return { data, release: slot.release };
+      slot.release();
+    }
+    return { data: await this.get(digest), release: noop };
+  }
+
+  /** The chunk read with O_DIRECT into `buf`; undefined when it is larger than `buf`. */
+  private async readDirect(digest: Buffer, buf: Buffer): Promise<Buffer | undefined> {
+    const { fh, size, rel } = await this.openChunk(digest, true);
+    try {
+      if (size > buf.length) return undefined;
       // O_DIRECT transfers whole pages: ask for the size rounded up; the file ends earlier.
       const want = Math.ceil(size / PAGE) * PAGE;
+      let got = 0;
       while (got < size) {
-        const { bytesRead } = await fh.read(slot.buf, got, want - got, got);
+        const { bytesRead } = await fh.read(buf, got, want - got, got);
         if (bytesRead === 0) break;
         got += bytesRead;
         // A short read that is not page-sized cannot be continued with O_DIRECT.
         if (got < size && got % PAGE !== 0) throw Object.assign(new Error('short unaligned O_DIRECT read'), { code: 'EINVAL' });
       }
       this.directWorks = true;
+      return buf.subarray(0, Math.min(got, size));
     } catch (e) {
-      slot.release();
-      if (this.refusesDirect(e)) return { data: await this.get(digest), release: noop };
       throw fromSystemError(e, rel, 'cannot read chunk');
     } finally {
       await fh.close();
     }
-    return { data: slot.buf.subarray(0, Math.min(got, size)), release: slot.release };
   }
 
   /** EINVAL from an O_DIRECT open or read: this file system (or file) does not do direct I/O. */
