@@ -92,12 +92,30 @@ export function blobCryptMode(h: BlobHeader): BlobCryptMode {
 /** Checks the stored CRC32 against the bytes after the header (possible without a key). */
 export function verifyBlobCrc(raw: Uint8Array, name: string, header = parseBlobHeader(raw, name)): void {
   const actual = crc32(raw.subarray(header.headerSize));
-  if (actual !== header.crc) {
-    throw new IntegrityError(
-      `blob CRC32 mismatch (stored ${hex32(header.crc)}, computed ${hex32(actual)}): the file is damaged`,
-      { file: name, offset: 8 },
-    );
-  }
+  if (actual !== header.crc) throw crcMismatchError(name, header.crc, actual);
+}
+
+/*
+ * The errors of a failed check, shared with the pipelined decoder (src/chunks) so a chunk fails
+ * with the same words whichever way it was decoded.
+ */
+
+export function crcMismatchError(name: string, stored: number, computed: number): IntegrityError {
+  return new IntegrityError(`blob CRC32 mismatch (stored ${hex32(stored)}, computed ${hex32(computed)}): the file is damaged`, {
+    file: name,
+    offset: 8,
+  });
+}
+
+export function tagMismatchError(name: string, crypt: CryptConfig, cause?: unknown): CryptoError {
+  return new CryptoError(`cannot decrypt blob with key ${crypt.shortFingerprint()}: wrong key or damaged data (GCM tag mismatch)`, {
+    file: name,
+    cause,
+  });
+}
+
+export function digestMismatchError(name: string, expected: Uint8Array, actual: Uint8Array): IntegrityError {
+  return new IntegrityError(`chunk digest mismatch (expected ${toHex(expected)}, content hashes to ${toHex(actual)})`, { file: name });
 }
 
 function hex32(n: number): string {
@@ -139,10 +157,7 @@ export function decodeBlob(raw: Uint8Array, opts: DecodeBlobOptions): Buffer {
     try {
       payload = crypt.decrypt(iv, tag, payload);
     } catch (e) {
-      throw new CryptoError(
-        `cannot decrypt blob with key ${crypt.shortFingerprint()}: wrong key or damaged data (GCM tag mismatch)`,
-        { file: name, cause: e },
-      );
+      throw tagMismatchError(name, crypt, e);
     }
   }
 
@@ -163,12 +178,7 @@ export function decodeBlob(raw: Uint8Array, opts: DecodeBlobOptions): Buffer {
     } else {
       digest = createHash('sha256').update(plain).digest();
     }
-    if (!bytesEqual(digest, opts.expectedDigest)) {
-      throw new IntegrityError(
-        `chunk digest mismatch (expected ${toHex(opts.expectedDigest)}, content hashes to ${toHex(digest)})`,
-        { file: name },
-      );
-    }
+    if (!bytesEqual(digest, opts.expectedDigest)) throw digestMismatchError(name, opts.expectedDigest, digest);
   }
   return plain;
 }

@@ -4,6 +4,7 @@
  */
 import { decodeBlob, type BlobCryptMode } from '../blob/data-blob.js';
 import type { CryptConfig } from '../crypto/crypt-config.js';
+import type { ChunkLease } from '../store/chunk-store.js';
 
 export interface ChunkRequest {
   /** 32-byte chunk digest (index entry). */
@@ -36,3 +37,11 @@ export const inlineChunkDecoder: ChunkDecoder = (raw, job) =>
     expectedSize: job.expectedSize,
     checkCrc: true,
   });
+
+/**
+ * Decodes a chunk while it is still arriving (ChunkLease.arriving), overlapping the read with
+ * decryption and hashing; returns undefined for a chunk it does not handle (the reader then
+ * waits for the whole chunk and uses its ChunkDecoder). The promise settles only once nothing
+ * reads the lease's memory any more, and the plaintext never aliases it.
+ */
+export type PipelinedDecoder = (lease: ChunkLease, job: ChunkDecodeJob) => Promise<Buffer> | undefined;

@@ -7,12 +7,12 @@
  * injectable ChunkDecoder: in-process by default, or a WorkerPoolDecoder's worker threads.
  */
 import { LRUCache } from 'lru-cache';
-import { inlineChunkDecoder, type ChunkDecoder, type ChunkRequest } from './chunk-decoder.js';
+import { inlineChunkDecoder, type ChunkDecoder, type ChunkRequest, type PipelinedDecoder } from './chunk-decoder.js';
 import type { CryptConfig } from '../crypto/crypt-config.js';
 import { IntegrityError } from '../errors.js';
 import { chunkRelPath, type ChunkStore } from '../store/chunk-store.js';
 
-export type { ChunkRequest, ChunkDecodeJob, ChunkDecoder } from './chunk-decoder.js';
+export type { ChunkRequest, ChunkDecodeJob, ChunkDecoder, PipelinedDecoder } from './chunk-decoder.js';
 export { inlineChunkDecoder } from './chunk-decoder.js';
 
 /** Counters, readable at any time (the mount and `verify` print them). */
@@ -38,6 +38,11 @@ export interface ChunkReaderOptions {
   /** Cache bound in plaintext bytes; 0 disables caching. Default 128 MiB. */
   cacheBytes?: number;
   decoder?: ChunkDecoder;
+  /**
+   * Decodes large chunks while the store is still reading them (e.g. WorkerPoolDecoder.pipelined);
+   * used with stores that lend early (ChunkStore.lease with `early`), for the chunks it accepts.
+   */
+  pipelined?: PipelinedDecoder;
   /** Read-ahead fetches in flight at once, over all readers (default 8: two sequential readers' worth). */
   maxPrefetches?: number;
 }
@@ -66,6 +71,7 @@ export class ChunkReader {
   private readonly cache: LRUCache<string, Buffer> | undefined;
   private readonly inflight = new Map<string, Promise<Buffer>>();
   private readonly decoder: ChunkDecoder;
+  private readonly pipelined: PipelinedDecoder | undefined;
   private readonly maxPrefetches: number;
   private prefetching = 0;
 
@@ -75,6 +81,7 @@ export class ChunkReader {
   ) {
     this.crypt = opts.crypt;
     this.decoder = opts.decoder ?? inlineChunkDecoder;
+    this.pipelined = opts.pipelined;
     this.maxPrefetches = Math.max(0, opts.maxPrefetches ?? 8);
     const cacheBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
     if (cacheBytes > 0) {
@@ -151,13 +158,19 @@ export class ChunkReader {
       let plain: Buffer;
       if (this.store.lease !== undefined) {
         // The raw bytes live in a reused buffer of the store's: decode, then hand it back.
-        const lease = await this.store.lease(req.digest);
+        const lease = await this.store.lease(req.digest, this.pipelined !== undefined ? { early: true } : undefined);
         try {
           this.countFetch(lease.data.length);
-          plain = await this.decoder(lease.data, job);
-          // A plaintext that is a view of the raw bytes (an unencrypted, uncompressed chunk) or of
-          // shared memory would change under the cache once the buffer is reused: keep a copy.
-          if (plain.buffer === lease.data.buffer || plain.buffer instanceof SharedArrayBuffer) plain = Buffer.from(plain);
+          const piped = lease.arriving !== undefined ? this.pipelined?.(lease, job) : undefined;
+          if (piped !== undefined) {
+            plain = await piped; // fresh memory of its own
+          } else {
+            if (lease.arriving !== undefined) await lease.arriving.done;
+            plain = await this.decoder(lease.data, job);
+            // A plaintext that is a view of the raw bytes (an unencrypted, uncompressed chunk) or
+            // of shared memory would change under the cache once the buffer is reused: keep a copy.
+            if (plain.buffer === lease.data.buffer || plain.buffer instanceof SharedArrayBuffer) plain = Buffer.from(plain);
+          }
         } finally {
           lease.release();
         }

@@ -7,7 +7,8 @@ import { parentPort } from 'node:worker_threads';
 import { CryptConfig } from '../crypto/crypt-config.js';
 import { isPbsfsError } from '../errors.js';
 import { inlineChunkDecoder } from './chunk-decoder.js';
-import type { DecodeRequestMessage, DecodeResponseMessage } from './worker-protocol.js';
+import { runDecryptStage, runDigestStage } from './stream-stages.js';
+import type { DecodeRequestMessage, DecodeResponseMessage, WorkerRequestMessage } from './worker-protocol.js';
 
 const crypts = new Map<string, CryptConfig>();
 
@@ -24,25 +25,16 @@ function cryptFor(key: Uint8Array | undefined): CryptConfig | undefined {
 
 const port = parentPort;
 if (port) {
-  port.on('message', (m: DecodeRequestMessage) => {
+  port.on('message', (m: WorkerRequestMessage) => {
     let reply: DecodeResponseMessage;
     const transfer: ArrayBuffer[] = [];
     try {
-      const crypt = cryptFor(m.key);
-      const plain = inlineChunkDecoder(Buffer.from(m.raw.buffer, m.raw.byteOffset, m.raw.byteLength), {
-        digest: Buffer.from(m.digest.buffer, m.digest.byteOffset, m.digest.byteLength),
-        expectedSize: m.expectedSize,
-        cryptMode: m.cryptMode,
-        name: m.name,
-        ...(crypt ? { crypt } : {}),
-      }) as Buffer;
-      // Hand the memory over when the plaintext owns (nearly all of) its ArrayBuffer; small or
-      // shared buffers are copied by the structured clone instead.
-      // A view of shared memory (the raw bytes of an unencrypted, uncompressed chunk read into
-      // a pooled buffer) is shared back, not moved; the reader copies it before reuse.
-      const ab = plain.buffer;
-      if (ab instanceof ArrayBuffer && plain.byteOffset === 0 && ab.byteLength - plain.length < 4096 && plain.length >= 65536) transfer.push(ab);
-      reply = { id: m.id, ok: true, plain: new Uint8Array(ab, plain.byteOffset, plain.length) };
+      if (m.type !== 'decode') {
+        const r = m.type === 'decrypt-stream' ? runDecryptStage(m, transfer) : runDigestStage(m);
+        reply = { id: m.id, ok: true, ...r } as DecodeResponseMessage;
+      } else {
+        reply = decode(m, transfer);
+      }
     } catch (e) {
       reply = isPbsfsError(e)
         ? { id: m.id, ok: false, kind: e.kind, message: e.message, file: e.file }
@@ -54,4 +46,22 @@ if (port) {
       port.postMessage(reply); // untransferable (pooled) memory: copy
     }
   });
+}
+
+function decode(m: DecodeRequestMessage, transfer: ArrayBuffer[]): DecodeResponseMessage {
+  const crypt = cryptFor(m.key);
+  const plain = inlineChunkDecoder(Buffer.from(m.raw.buffer, m.raw.byteOffset, m.raw.byteLength), {
+    digest: Buffer.from(m.digest.buffer, m.digest.byteOffset, m.digest.byteLength),
+    expectedSize: m.expectedSize,
+    cryptMode: m.cryptMode,
+    name: m.name,
+    ...(crypt ? { crypt } : {}),
+  }) as Buffer;
+  // Hand the memory over when the plaintext owns (nearly all of) its ArrayBuffer; small or
+  // shared buffers are copied by the structured clone instead.
+  // A view of shared memory (the raw bytes of an unencrypted, uncompressed chunk read into
+  // a pooled buffer) is shared back, not moved; the reader copies it before reuse.
+  const ab = plain.buffer;
+  if (ab instanceof ArrayBuffer && plain.byteOffset === 0 && ab.byteLength - plain.length < 4096 && plain.length >= 65536) transfer.push(ab);
+  return { id: m.id, ok: true, plain: new Uint8Array(ab, plain.byteOffset, plain.length) };
 }

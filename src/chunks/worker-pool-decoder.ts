@@ -18,8 +18,9 @@ import {
   type ErrorKind,
   type PbsfsError,
 } from '../errors.js';
-import type { ChunkDecoder, ChunkDecodeJob } from './chunk-decoder.js';
-import type { DecodeRequestMessage, DecodeResponseMessage } from './worker-protocol.js';
+import type { ChunkDecoder, ChunkDecodeJob, PipelinedDecoder } from './chunk-decoder.js';
+import { pipelinedDecode, type StagePost } from './pipelined-decode.js';
+import type { DecodeRequestMessage, DecodeResponseMessage, WorkerRequestMessage } from './worker-protocol.js';
 
 const ERROR_CLASSES: Record<ErrorKind, new (problem: string) => PbsfsError> = {
   format: FormatError,
@@ -32,8 +33,10 @@ const ERROR_CLASSES: Record<ErrorKind, new (problem: string) => PbsfsError> = {
   limit: LimitError,
 };
 
+type OkResponse = Extract<DecodeResponseMessage, { ok: true }>;
+
 interface Pending {
-  resolve: (b: Buffer) => void;
+  resolve: (m: OkResponse) => void;
   reject: (e: Error) => void;
 }
 
@@ -76,7 +79,7 @@ export class WorkerPoolDecoder {
       if (!p) return;
       slot.pending.delete(m.id);
       if (slot.pending.size === 0) worker.unref();
-      if (m.ok) p.resolve(Buffer.from(m.plain.buffer, m.plain.byteOffset, m.plain.byteLength));
+      if (m.ok) p.resolve(m);
       else p.reject(this.rebuildError(m));
     });
     const failAll = (e: Error): void => {
@@ -100,14 +103,13 @@ export class WorkerPoolDecoder {
   }
 
   /** The decoder to give to a ChunkReader. */
-  readonly decoder: ChunkDecoder = (raw: Buffer, job: ChunkDecodeJob): Promise<Buffer> => {
-    if (this.closed) return Promise.reject(new Error('chunk decode pool is closed'));
+  readonly decoder: ChunkDecoder = async (raw: Buffer, job: ChunkDecodeJob): Promise<Buffer> => {
     // Least busy worker.
     let slot = this.slots[0]!;
     for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s;
-    const id = this.nextId++;
     const msg: DecodeRequestMessage = {
-      id,
+      type: 'decode',
+      id: 0,
       raw,
       digest: job.digest,
       expectedSize: job.expectedSize,
@@ -120,7 +122,29 @@ export class WorkerPoolDecoder {
     // Shared memory (a store's pooled read buffer) is shared with the worker, never moved.
     const ab = raw.buffer;
     const transfer = ab instanceof ArrayBuffer && raw.length >= 65536 && raw.byteOffset === 0 && ab.byteLength === raw.length ? [ab] : [];
-    return new Promise<Buffer>((resolve, reject) => {
+    const m = await this.send(slot, msg, transfer);
+    if (!('plain' in m)) throw new Error('chunk decode worker: unexpected answer to a decode');
+    return Buffer.from(m.plain.buffer, m.plain.byteOffset, m.plain.byteLength);
+  };
+
+  /**
+   * The pipelined decoder to give to a ChunkReader (ChunkReaderOptions.pipelined), or undefined
+   * with fewer than two threads. The first worker always decrypts and the second always hashes:
+   * a hashing stage only ever waits on a decrypting stage queued on the other thread, never on
+   * one behind itself, so stages cannot deadlock.
+   */
+  get pipelined(): PipelinedDecoder | undefined {
+    if (this.slots.length < 2) return undefined;
+    const decrypt: StagePost = (msg) => this.send(this.slots[0]!, msg);
+    const digest: StagePost = (msg) => this.send(this.slots[1]!, msg);
+    return (lease, job) => (this.closed ? undefined : pipelinedDecode(lease, job, { decrypt, digest }));
+  }
+
+  private send(slot: Slot, msg: WorkerRequestMessage, transfer: ArrayBuffer[] = []): Promise<OkResponse> {
+    if (this.closed) return Promise.reject(new Error('chunk decode pool is closed'));
+    const id = this.nextId++;
+    msg.id = id;
+    return new Promise<OkResponse>((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
       if (slot.pending.size === 1) slot.worker.ref(); // keep the process alive while work is queued
       try {
@@ -129,7 +153,7 @@ export class WorkerPoolDecoder {
         slot.worker.postMessage(msg); // untransferable memory: copy
       }
     });
-  };
+  }
 
   /** Stops the workers; pending decodes fail. Resolves when they are gone (at most ~2 s). */
   async close(): Promise<void> {

@@ -7,11 +7,12 @@
  */
 import { readFully } from '../io/read-at.js';
 import { open, type FileHandle } from 'node:fs/promises';
-import { AlignedBufferPool } from '../io/aligned-pool.js';
+import { AlignedBufferPool, type PoolSlot } from '../io/aligned-pool.js';
+import { ProgressiveRead } from '../io/progressive-read.js';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError, LimitError, NotFoundError, fromSystemError } from '../errors.js';
-import { chunkRelPath, type ChunkLease, type ChunkStore } from './chunk-store.js';
+import { chunkRelPath, type ChunkLease, type ChunkStore, type LeaseOptions } from './chunk-store.js';
 
 /**
  * Largest chunk file we read. Upstream caps chunk uploads at 16 MiB + header and blobs at
@@ -40,6 +41,14 @@ const POOL_SLOT_BYTES = 16 * 1024 * 1024 + 64 * 1024;
  */
 const POOL_SLOTS = 4;
 const PAGE = 4096;
+/**
+ * Early leases (LeaseOptions.early) read in pieces of this size, this many at once. Measured on
+ * cold 3-5 MiB chunk files here (O_DIRECT, p50): one 4 MiB read lands all at 2.3 ms after the
+ * open; in 512 KiB pieces, 4 at a time, the first piece lands after 0.7 ms and the last at
+ * about 2.6 ms.
+ */
+const EARLY_PIECE_BYTES = 512 * 1024;
+const EARLY_LANES = 4;
 
 function noop(): void {}
 
@@ -106,21 +115,55 @@ export class LocalChunkStore implements ChunkStore {
    * cache copy, no fresh memory per chunk). Falls back to get() for chunks larger than a slot
    * and, from then on, for every chunk once the file system refuses O_DIRECT.
    */
-  async lease(digest: Buffer): Promise<ChunkLease> {
+  async lease(digest: Buffer, opts: LeaseOptions = {}): Promise<ChunkLease> {
     if (this.directWorks !== false) {
       this.pool ??= new AlignedBufferPool(POOL_SLOT_BYTES, POOL_SLOTS);
       const slot = await this.pool.acquire();
-      let data: Buffer | undefined;
+      let lease: ChunkLease | undefined;
       try {
-        data = await this.readDirect(digest, slot.buf);
+        if (opts.early) {
+          lease = await this.readDirectEarly(digest, slot);
+        } else {
+          const data = await this.readDirect(digest, slot.buf);
+          if (data !== undefined) lease = { data, release: slot.release };
+        }
       } catch (e) {
         slot.release();
         if (!this.refusesDirect(e)) throw e;
       }
-      if (data !== undefined) return { data, release: slot.release };
+      if (lease !== undefined) return lease;
       slot.release();
     }
     return { data: await this.get(digest), release: noop };
+  }
+
+  /**
+   * Like readDirect, but resolves once the first piece is in; the rest keeps arriving (see
+   * ChunkLease.arriving). The slot goes back to the pool only after every read has settled.
+   */
+  private async readDirectEarly(digest: Buffer, slot: PoolSlot): Promise<ChunkLease | undefined> {
+    const { fh, size, rel } = await this.openChunk(digest, true);
+    if (size > slot.buf.length) {
+      await fh.close();
+      return undefined;
+    }
+    const read = new ProgressiveRead(fh, slot.buf, size, {
+      pieceBytes: EARLY_PIECE_BYTES,
+      lanes: EARLY_LANES,
+      wrapError: (e) => fromSystemError(e, rel, 'cannot read chunk'),
+    });
+    try {
+      await read.started;
+    } catch (e) {
+      await read.done.catch(noop); // no request may still be writing into the slot
+      throw e;
+    }
+    this.directWorks = true;
+    return {
+      data: slot.buf.subarray(0, size),
+      release: () => void read.done.then(slot.release, slot.release),
+      arriving: read,
+    };
   }
 
   /** The chunk read with O_DIRECT into `buf`; undefined when it is larger than `buf`. */

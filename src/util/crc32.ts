@@ -58,7 +58,10 @@ export function crc32Js(data: Uint8Array, initial = 0): number {
   return ~crc >>> 0;
 }
 
-/** CRC-32 of `data` as an unsigned 32-bit number. */
-export function crc32(data: Uint8Array): number {
-  return native !== undefined ? native(data, 0) >>> 0 : crc32Js(data);
+/**
+ * CRC-32 of `data` as an unsigned 32-bit number; pass the CRC of the bytes before `data` as
+ * `previous` to continue it (crc32(b, crc32(a)) === crc32(a + b)).
+ */
+export function crc32(data: Uint8Array, previous = 0): number {
+  return native !== undefined ? native(data, previous) >>> 0 : crc32Js(data, previous);
 }

@@ -25,7 +25,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
 import { ChunkReader } from '../../chunks/chunk-reader.js';
-import { inlineChunkDecoder, type ChunkDecoder } from '../../chunks/chunk-decoder.js';
+import { inlineChunkDecoder, type ChunkDecoder, type PipelinedDecoder } from '../../chunks/chunk-decoder.js';
 import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
 import { CryptConfig } from '../../crypto/crypt-config.js';
 import { loadKeyFile } from '../../crypto/key-config.js';
@@ -149,6 +149,11 @@ class Readers {
     this.pool ??= new WorkerPoolDecoder({ threads: this.decodeThreads });
     return this.pool.decoder(raw, job);
   });
+  /** Large encrypted chunks decode on two threads while they are read (see pipelined-decode.ts). */
+  private readonly pipelined: PipelinedDecoder = (lease, job) => {
+    this.pool ??= new WorkerPoolDecoder({ threads: this.decodeThreads });
+    return this.pool.pipelined?.(lease, job);
+  };
   async close(): Promise<void> {
     await this.pool?.close();
   }
@@ -160,6 +165,7 @@ class Readers {
         ...(crypt ? { crypt } : {}),
         cacheBytes: this.cacheBytes,
         decoder: this.decoder,
+        ...(this.decodeThreads >= 2 ? { pipelined: this.pipelined } : {}),
       });
       this.byKey.set(k, r);
     }
@@ -443,7 +449,7 @@ export function register(program: Command): void {
           debug: g.debug,
           nlinkScan: nlinkScanSetting(),
           // One core answers the kernel; the others decode (none on a single core).
-          decodeThreads: decodeThreadsSetting((cores) => (cores >= 2 ? Math.min(4, cores - 1) : 0), true),
+          decodeThreads: decodeThreadsSetting((cores) => (cores >= 2 ? Math.min(4, Math.max(2, cores - 1)) : 0), true),
           ...(opts.allowDamaged ? { allowDamaged: true } : {}),
         };
         // The key is unlocked here, on the user's terminal; the child gets the result.
