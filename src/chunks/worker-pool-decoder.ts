@@ -61,6 +61,13 @@ export class WorkerPoolDecoder {
     const n = opts.threads ?? Math.max(1, Math.min(4, availableParallelism() - 1));
     const url = opts.workerUrl ?? new URL('./decode-worker.js', import.meta.url);
     for (let i = 0; i < n; i++) this.slots.push(this.spawn(url));
+    if (n >= 2) {
+      const stages: { decrypt: StagePost; digest: StagePost } = {
+        decrypt: (msg) => this.send(this.slots[0]!, msg),
+        digest: (msg) => this.send(this.slots[1]!, msg),
+      };
+      this.pipelined = (lease, job) => (this.closed ? undefined : pipelinedDecode(lease, job, stages));
+    }
   }
 
   private spawn(url: URL): Slot {
@@ -133,12 +140,7 @@ export class WorkerPoolDecoder {
    * a hashing stage only ever waits on a decrypting stage queued on the other thread, never on
    * one behind itself, so stages cannot deadlock.
    */
-  get pipelined(): PipelinedDecoder | undefined {
-    if (this.slots.length < 2) return undefined;
-    const decrypt: StagePost = (msg) => this.send(this.slots[0]!, msg);
-    const digest: StagePost = (msg) => this.send(this.slots[1]!, msg);
-    return (lease, job) => (this.closed ? undefined : pipelinedDecode(lease, job, { decrypt, digest }));
-  }
+  readonly pipelined: PipelinedDecoder | undefined;
 
   private send(slot: Slot, msg: WorkerRequestMessage, transfer: ArrayBuffer[] = []): Promise<OkResponse> {
     if (this.closed) return Promise.reject(new Error('chunk decode pool is closed'));

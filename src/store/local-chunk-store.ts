@@ -121,12 +121,7 @@ export class LocalChunkStore implements ChunkStore {
       const slot = await this.pool.acquire();
       let lease: ChunkLease | undefined;
       try {
-        if (opts.early) {
-          lease = await this.readDirectEarly(digest, slot);
-        } else {
-          const data = await this.readDirect(digest, slot.buf);
-          if (data !== undefined) lease = { data, release: slot.release };
-        }
+        lease = await this.readDirect(digest, slot, opts.early === true);
       } catch (e) {
         slot.release();
         if (!this.refusesDirect(e)) throw e;
@@ -138,56 +133,32 @@ export class LocalChunkStore implements ChunkStore {
   }
 
   /**
-   * Like readDirect, but resolves once the first piece is in; the rest keeps arriving (see
-   * ChunkLease.arriving). The slot goes back to the pool only after every read has settled.
+   * The chunk read with O_DIRECT into `slot`; undefined when it is larger than the slot. Early:
+   * resolves once the first piece is in, the rest still arriving (ChunkLease.arriving); else in
+   * one request, once all of it is in. The slot goes back to the pool only after every request
+   * has settled.
    */
-  private async readDirectEarly(digest: Buffer, slot: PoolSlot): Promise<ChunkLease | undefined> {
+  private async readDirect(digest: Buffer, slot: PoolSlot, early: boolean): Promise<ChunkLease | undefined> {
     const { fh, size, rel } = await this.openChunk(digest, true);
     if (size > slot.buf.length) {
       await fh.close();
       return undefined;
     }
     const read = new ProgressiveRead(fh, slot.buf, size, {
-      pieceBytes: EARLY_PIECE_BYTES,
-      lanes: EARLY_LANES,
+      pieceBytes: early ? EARLY_PIECE_BYTES : Math.max(PAGE, Math.ceil(size / PAGE) * PAGE),
+      lanes: early ? EARLY_LANES : 1,
       wrapError: (e) => fromSystemError(e, rel, 'cannot read chunk'),
     });
     try {
-      await read.started;
+      await (early ? read.started : read.done);
     } catch (e) {
       await read.done.catch(noop); // no request may still be writing into the slot
       throw e;
     }
     this.directWorks = true;
-    return {
-      data: slot.buf.subarray(0, size),
-      release: () => void read.done.then(slot.release, slot.release),
-      arriving: read,
-    };
-  }
-
-  /** The chunk read with O_DIRECT into `buf`; undefined when it is larger than `buf`. */
-  private async readDirect(digest: Buffer, buf: Buffer): Promise<Buffer | undefined> {
-    const { fh, size, rel } = await this.openChunk(digest, true);
-    try {
-      if (size > buf.length) return undefined;
-      // O_DIRECT transfers whole pages: ask for the size rounded up; the file ends earlier.
-      const want = Math.ceil(size / PAGE) * PAGE;
-      let got = 0;
-      while (got < size) {
-        const { bytesRead } = await fh.read(buf, got, want - got, got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-        // A short read that is not page-sized cannot be continued with O_DIRECT.
-        if (got < size && got % PAGE !== 0) throw Object.assign(new Error('short unaligned O_DIRECT read'), { code: 'EINVAL' });
-      }
-      this.directWorks = true;
-      return buf.subarray(0, Math.min(got, size));
-    } catch (e) {
-      throw fromSystemError(e, rel, 'cannot read chunk');
-    } finally {
-      await fh.close();
-    }
+    const data = slot.buf.subarray(0, size);
+    if (!early) return { data, release: slot.release };
+    return { data, release: () => void read.done.then(slot.release, slot.release), arriving: read };
   }
 
   /** EINVAL from an O_DIRECT open or read: this file system (or file) does not do direct I/O. */
