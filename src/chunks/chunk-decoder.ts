@@ -40,8 +40,9 @@ export const inlineChunkDecoder: ChunkDecoder = (raw, job) =>
 
 /**
  * Decodes a chunk while it is still arriving (ChunkLease.arriving), overlapping the read with
- * decryption and hashing; returns undefined for a chunk it does not handle (the reader then
- * waits for the whole chunk and uses its ChunkDecoder). The promise settles only once nothing
- * reads the lease's memory any more, and the plaintext never aliases it.
+ * decryption and hashing, and writes the plaintext into `dest` (shared memory of exactly the
+ * expected size); returns undefined for a chunk it does not handle (the reader then waits for
+ * the whole chunk and uses its ChunkDecoder). The promise settles only once nothing reads the
+ * lease's memory or writes to `dest` any more, and resolves only when every check passed.
  */
-export type PipelinedDecoder = (lease: ChunkLease, job: ChunkDecodeJob) => Promise<Buffer> | undefined;
+export type PipelinedDecoder = (lease: ChunkLease, job: ChunkDecodeJob, dest: Buffer) => Promise<void> | undefined;

@@ -5,9 +5,15 @@
  * Concurrent requests for one chunk share a single fetch+decode (single-flight); a failure is
  * handed to every waiter and then forgotten, so a retry starts afresh. Decoding goes through an
  * injectable ChunkDecoder: in-process by default, or a WorkerPoolDecoder's worker threads.
+ *
+ * Chunks decoded by a PipelinedDecoder live in a PlaintextArena (reused memory, see
+ * plaintext-arena.ts). Their memory is lent, never given: hold() pins a chunk until its
+ * release(), and a block goes back to the arena only once it has left the cache and nothing
+ * holds it. get() hands out bytes that stay valid (a copy of an arena chunk).
  */
 import { LRUCache } from 'lru-cache';
 import { inlineChunkDecoder, type ChunkDecoder, type ChunkRequest, type PipelinedDecoder } from './chunk-decoder.js';
+import { PlaintextArena, type ArenaBlock } from './plaintext-arena.js';
 import type { CryptConfig } from '../crypto/crypt-config.js';
 import { IntegrityError } from '../errors.js';
 import { chunkRelPath, type ChunkStore } from '../store/chunk-store.js';
@@ -39,8 +45,9 @@ export interface ChunkReaderOptions {
   cacheBytes?: number;
   decoder?: ChunkDecoder;
   /**
-   * Decodes large chunks while the store is still reading them (e.g. WorkerPoolDecoder.pipelined);
-   * used with stores that lend early (ChunkStore.lease with `early`), for the chunks it accepts.
+   * Decodes large chunks while the store is still reading them (e.g. WorkerPoolDecoder.pipelined),
+   * into arena memory; used with stores that lend early (ChunkStore.lease with `early`), for the
+   * chunks it accepts.
    */
   pipelined?: PipelinedDecoder;
   /** Read-ahead fetches in flight at once, over all readers (default 8: two sequential readers' worth). */
@@ -48,6 +55,36 @@ export interface ChunkReaderOptions {
 }
 
 export const DEFAULT_CACHE_BYTES = 128 * 1024 * 1024;
+/**
+ * Arena for pipelined chunks when the cache is smaller than this (or off): room for the chunks
+ * being decoded at once (the store reads at most 4 ahead).
+ */
+const MIN_ARENA_BYTES = 32 * 1024 * 1024;
+
+/** A chunk's verified plaintext, lent until release() (see HeldBytes). */
+export interface ChunkHold {
+  readonly data: Buffer;
+  /** True when `data` stays valid after release (ordinary memory, not the arena). */
+  readonly stable: boolean;
+  release(): void;
+}
+
+/** A decoded chunk, cached or on its way there. */
+interface Decoded {
+  readonly data: Buffer;
+  /** The arena block under `data`; undefined for ordinary memory, and once given back. */
+  block: ArenaBlock | undefined;
+  /** Holds not yet released. */
+  pins: number;
+  /** In the LRU right now. */
+  cached: boolean;
+}
+
+interface Inflight {
+  promise: Promise<Decoded>;
+  /** Requests waiting for it: each gets one pin when it resolves. */
+  waiters: number;
+}
 
 /**
  * The crypt mode is part of the key: a digest verified as an encrypted chunk says nothing about
@@ -68,12 +105,14 @@ export class ChunkReader {
     errors: 0,
   };
   readonly crypt: CryptConfig | undefined;
-  private readonly cache: LRUCache<string, Buffer> | undefined;
-  private readonly inflight = new Map<string, Promise<Buffer>>();
+  private readonly cache: LRUCache<string, Decoded> | undefined;
+  private readonly inflight = new Map<string, Inflight>();
   private readonly decoder: ChunkDecoder;
   private readonly pipelined: PipelinedDecoder | undefined;
+  private readonly arena: PlaintextArena | undefined;
   private readonly maxPrefetches: number;
   private prefetching = 0;
+  private holds = 0;
 
   constructor(
     readonly store: ChunkStore,
@@ -85,12 +124,19 @@ export class ChunkReader {
     this.maxPrefetches = Math.max(0, opts.maxPrefetches ?? 8);
     const cacheBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
     if (cacheBytes > 0) {
-      this.cache = new LRUCache<string, Buffer>({
+      this.cache = new LRUCache<string, Decoded>({
         maxSize: cacheBytes,
-        // Count what the entry keeps alive; never 0 (lru-cache requires a positive size).
-        sizeCalculation: (b) => Math.max(1, b.byteLength),
+        // Count what the entry keeps: its arena block, or its own memory; never 0 (lru-cache
+        // requires a positive size).
+        sizeCalculation: (d) => Math.max(1, d.block?.capacity ?? d.data.byteLength),
+        dispose: (d) => {
+          d.cached = false;
+          this.settle(d);
+        },
       });
     }
+    // The arena is the cache's memory for pipelined chunks, so it is as large as the cache.
+    if (this.pipelined !== undefined) this.arena = new PlaintextArena(Math.max(cacheBytes, MIN_ARENA_BYTES));
   }
 
   /** Plaintext bytes currently held by the cache (never above the bound). */
@@ -98,35 +144,60 @@ export class ChunkReader {
     return this.cache?.calculatedSize ?? 0;
   }
 
+  /** Arena bytes lent out (cached pipelined chunks, and those being decoded or held). */
+  get arenaBytes(): number {
+    return this.arena?.usedBytes ?? 0;
+  }
+
+  /** Holds handed out and not yet released (0 whenever no read is under way). */
+  get heldChunks(): number {
+    return this.holds;
+  }
+
   /**
-   * The verified plaintext of a chunk. The returned buffer is shared with the cache and other
-   * callers: treat it as read-only.
+   * The verified plaintext of a chunk, lent until release() (which the caller must call exactly
+   * once). Read-only: it is shared with the cache and other callers.
    */
-  get(req: ChunkRequest): Promise<Buffer> {
+  hold(req: ChunkRequest): Promise<ChunkHold> {
     const key = cacheKey(req);
     const hit = this.cache?.get(key);
     if (hit !== undefined) {
       this.stats.cacheHits++;
-      return this.checkCachedSize(hit, req);
+      if (hit.data.length !== req.expectedSize) return Promise.reject(sizeMismatch(hit.data, req));
+      hit.pins++;
+      return Promise.resolve(this.lend(hit));
     }
-    const pending = this.inflight.get(key);
-    if (pending !== undefined) {
+    let f = this.inflight.get(key);
+    if (f !== undefined) {
       this.stats.inflightJoins++;
-      return pending.then((b) => this.checkCachedSize(b, req));
+      f.waiters++;
+    } else {
+      this.stats.cacheMisses++;
+      f = this.start(key, req);
     }
-    this.stats.cacheMisses++;
-    const p = this.fetchAndDecode(req).finally(() => this.inflight.delete(key));
-    this.inflight.set(key, p);
-    return p.then((plain) => {
-      this.cache?.set(key, plain);
-      return plain;
+    return f.promise.then((d) => {
+      const h = this.lend(d);
+      if (d.data.length === req.expectedSize) return h;
+      h.release();
+      throw sizeMismatch(d.data, req);
     });
   }
 
-  /** The cached plaintext of a chunk, if it is cached (no fetch, no change of its recency). */
+  /**
+   * The verified plaintext of a chunk, in memory that stays valid (arena chunks are copied).
+   * Read-only: it may be shared with the cache and other callers.
+   */
+  async get(req: ChunkRequest): Promise<Buffer> {
+    return stableCopy(await this.hold(req));
+  }
+
+  /**
+   * The cached plaintext of a chunk, if it is cached (no fetch, no change of its recency). Valid
+   * only until the caller next waits for anything: an arena chunk's memory may be reused after.
+   */
   peek(req: ChunkRequest): Buffer | undefined {
     const hit = this.cache?.peek(cacheKey(req));
-    return hit !== undefined && hit.length === req.expectedSize ? hit : undefined;
+    return hit !== undefined && hit.data.length === req.expectedSize ? hit.data : undefined;
   }
 
   /**
@@ -142,13 +213,80 @@ export class ChunkReader {
     const key = cacheKey(req);
     if (this.cache.has(key) || this.inflight.has(key)) return;
     this.prefetching++;
-    this.get(req)
-      .catch(() => undefined)
+    this.hold(req)
+      .then((h) => h.release(), () => undefined)
       .finally(() => this.prefetching--);
   }
 
-  /** Fetches and decodes without touching the cache (used by verify). */
-  async fetchAndDecode(req: ChunkRequest): Promise<Buffer> {
+  private start(key: string, req: ChunkRequest): Inflight {
+    const f: Inflight = { promise: undefined as unknown as Promise<Decoded>, waiters: 1 };
+    // Pinning for every waiter and caching happen in one step, before any waiter runs: nothing
+    // can evict and reuse the chunk in between.
+    f.promise = this.fetchAndDecode(req).then(
+      (d) => {
+        this.inflight.delete(key);
+        d.pins += f.waiters;
+        this.remember(key, d);
+        return d;
+      },
+      (e: unknown) => {
+        this.inflight.delete(key);
+        throw e;
+      },
+    );
+    this.inflight.set(key, f);
+    return f;
+  }
+
+  private remember(key: string, d: Decoded): void {
+    if (this.cache === undefined) return;
+    d.cached = true;
+    this.cache.set(key, d);
+    // lru-cache declines an entry larger than its bound without telling dispose.
+    if (this.cache.peek(key) !== d) d.cached = false;
+  }
+
+  private lend(d: Decoded): ChunkHold {
+    let released = false;
+    this.holds++;
+    return {
+      data: d.data,
+      stable: d.block === undefined,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.holds--;
+        d.pins--;
+        this.settle(d);
+      },
+    };
+  }
+
+  /** Gives an arena chunk's block back once it is out of the cache and nobody holds it. */
+  private settle(d: Decoded): void {
+    if (d.block !== undefined && !d.cached && d.pins === 0) {
+      d.block.free();
+      d.block = undefined;
+    }
+  }
+
+  /**
+   * Arena memory for a chunk of `bytes`, evicting the least recently used chunks until it fits
+   * (an evicted chunk that a read still holds frees its block later); undefined if it cannot fit.
+   */
+  private reserve(bytes: number): ArenaBlock | undefined {
+    const arena = this.arena;
+    if (arena === undefined) return undefined;
+    let block = arena.alloc(bytes);
+    while (block === undefined && this.cache !== undefined && this.cache.size > 0) {
+      this.cache.pop();
+      block = arena.alloc(bytes);
+    }
+    return block;
+  }
+
+  /** Fetches and decodes, without the cache. */
+  private async fetchAndDecode(req: ChunkRequest): Promise<Decoded> {
     try {
       const job = {
         ...req,
@@ -159,19 +297,29 @@ export class ChunkReader {
       if (this.store.lease !== undefined) {
         // The raw bytes live in a reused buffer of the store's: decode, then hand it back.
         const lease = await this.store.lease(req.digest, this.pipelined !== undefined ? { early: true } : undefined);
+        let block: ArenaBlock | undefined;
         try {
           this.countFetch(lease.data.length);
-          const piped = lease.arriving !== undefined ? this.pipelined?.(lease, job) : undefined;
-          if (piped !== undefined) {
-            plain = await piped; // fresh memory of its own
-          } else {
-            if (lease.arriving !== undefined) await lease.arriving.done;
-            plain = await this.decoder(lease.data, job);
-            // A plaintext that is a view of the raw bytes (an unencrypted, uncompressed chunk) or
-            // of shared memory would change under the cache once the buffer is reused: keep a copy.
-            if (plain.buffer === lease.data.buffer || plain.buffer instanceof SharedArrayBuffer) plain = Buffer.from(plain);
+          if (lease.arriving !== undefined && this.pipelined !== undefined) {
+            block = this.reserve(req.expectedSize);
+            const piped = block !== undefined ? this.pipelined(lease, job, block.buf) : undefined;
+            if (piped !== undefined) {
+              await piped;
+              const d: Decoded = { data: block!.buf, block, pins: 0, cached: false };
+              block = undefined;
+              this.stats.bytesDecoded += d.data.length;
+              return d;
+            }
           }
+          if (lease.arriving !== undefined) await lease.arriving.done;
+          plain = await this.decoder(lease.data, job);
+          // A plaintext that is a view of the raw bytes (an unencrypted, uncompressed chunk) or
+          // of shared memory would change under the cache once the buffer is reused: keep a copy.
+          if (plain.buffer === lease.data.buffer || plain.buffer instanceof SharedArrayBuffer) plain = Buffer.from(plain);
         } finally {
+          // A block reserved but not filled (the pipeline declined or failed): nothing writes to
+          // it any more (a failed pipeline settles only after its stages have).
+          block?.free();
           lease.release();
         }
       } else {
@@ -180,7 +328,7 @@ export class ChunkReader {
         plain = await this.decoder(raw, job);
       }
       this.stats.bytesDecoded += plain.length;
-      return plain;
+      return { data: plain, block: undefined, pins: 0, cached: false };
     } catch (e) {
       this.stats.errors++;
       throw e;
@@ -191,17 +339,27 @@ export class ChunkReader {
     this.stats.chunksFetched++;
     this.stats.bytesFetched += bytes;
   }
+}
 
-  /**
-   * One digest names one plaintext, so a cached or shared chunk already has the right length
-   * unless two indexes disagree about it; such an index is wrong, and its reader must fail.
-   */
-  private checkCachedSize(plain: Buffer, req: ChunkRequest): Promise<Buffer> {
-    if (plain.length === req.expectedSize) return Promise.resolve(plain);
-    return Promise.reject(
-      new IntegrityError(`chunk is ${plain.length} bytes but the index expects ${req.expectedSize}`, {
-        file: chunkRelPath(req.digest),
-      }),
-    );
+/**
+ * One digest names one plaintext, so a cached or shared chunk already has the right length
+ * unless two indexes disagree about it; such an index is wrong, and its reader must fail.
+ */
+function sizeMismatch(plain: Buffer, req: ChunkRequest): IntegrityError {
+  return new IntegrityError(`chunk is ${plain.length} bytes but the index expects ${req.expectedSize}`, {
+    file: chunkRelPath(req.digest),
+  });
+}
+
+/** A hold's bytes in memory that stays valid (a copy of arena memory); releases the hold. */
+export function stableCopy(h: ChunkHold, from = 0, to = h.data.length): Buffer {
+  try {
+    const view = h.data.subarray(from, to);
+    if (h.stable) return view;
+    const out = Buffer.allocUnsafe(view.length);
+    view.copy(out);
+    return out;
+  } finally {
+    h.release();
   }
 }

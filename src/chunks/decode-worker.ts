@@ -30,7 +30,7 @@ if (port) {
     const transfer: ArrayBuffer[] = [];
     try {
       if (m.type !== 'decode') {
-        const r = m.type === 'decrypt-stream' ? runDecryptStage(m, transfer) : runDigestStage(m);
+        const r = m.type === 'decrypt-stream' ? runDecryptStage(m) : runDigestStage(m);
         reply = { id: m.id, ok: true, ...r } as DecodeResponseMessage;
       } else {
         reply = decode(m, transfer);

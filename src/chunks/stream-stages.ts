@@ -7,13 +7,16 @@
 import { createDecipheriv, createHash } from 'node:crypto';
 import { IV_SIZE } from '../crypto/crypt-config.js';
 import { ENCRYPTED_HEADER_SIZE, UNENCRYPTED_HEADER_SIZE } from '../blob/data-blob.js';
+import { crc32 } from '../util/crc32.js';
 import type { DecryptStreamMessage, DigestStreamMessage } from './worker-protocol.js';
 
 /**
- * Plaintext handed from one stage to the next at a time: small, so the hashing stage's tail
- * after the last decryption is short. The ring is a whole number of steps.
+ * Plaintext decrypted at a time. Small, so the hashing stage's tail after the last decryption
+ * is short and it reads the plaintext while it is still in the CPU cache; and below glibc's
+ * 128 KiB mmap threshold, so OpenSSL's output buffer for each step is reused heap memory
+ * rather than freshly mapped pages.
  */
-export const STEP_BYTES = 256 * 1024;
+export const STEP_BYTES = 64 * 1024;
 /**
  * A stage waiting this long for bytes gives up: the other side is gone (a crashed thread) or
  * the disk has stopped answering. Far beyond any healthy read of one chunk.
@@ -21,7 +24,6 @@ export const STEP_BYTES = 256 * 1024;
 const STALL_MS = 120_000;
 
 const DECRYPTED = 0;
-const HASHED = 1;
 
 /** Waits until cell[i] >= atLeast or is negative (the other side gave up); returns its value. */
 function waitFor(cell: Int32Array, i: number, atLeast: number, what: string): number {
@@ -39,33 +41,29 @@ function publish(cell: Int32Array, i: number, value: number): void {
   Atomics.notify(cell, i);
 }
 
-export type DecryptResult = { plain: Uint8Array; tagOk: boolean } | { aborted: true };
-export type DigestResult = { digest: Buffer } | { aborted: true };
+export type DecryptResult = { tagOk: boolean } | { aborted: true };
+export type DigestResult = { digest: Buffer; crc: number } | { aborted: true };
 
-/** Stage one; `transfer` receives the plaintext's memory (moved to the main thread, not copied). */
-export function runDecryptStage(m: DecryptStreamMessage, transfer: ArrayBuffer[]): DecryptResult {
+/** Stage one: decrypts into `m.plain` as the ciphertext arrives. */
+export function runDecryptStage(m: DecryptStreamMessage): DecryptResult {
   const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
-  const { ring, progress } = m;
+  const { plain: dest, progress } = m;
   try {
-    if (m.size !== data.length - ENCRYPTED_HEADER_SIZE || ring.length % STEP_BYTES !== 0) throw new Error('pipelined decode: inconsistent sizes');
+    if (m.size !== data.length - ENCRYPTED_HEADER_SIZE || dest.length !== m.size) throw new Error('pipelined decode: inconsistent sizes');
     if (waitFor(m.filled, 0, ENCRYPTED_HEADER_SIZE, 'chunk read') < 0) return abort(progress);
     const iv = data.subarray(UNENCRYPTED_HEADER_SIZE, UNENCRYPTED_HEADER_SIZE + IV_SIZE);
     const tag = data.subarray(UNENCRYPTED_HEADER_SIZE + IV_SIZE, ENCRYPTED_HEADER_SIZE);
     const decipher = createDecipheriv('aes-256-gcm', m.key, iv);
     decipher.setAuthTag(tag);
-    const out = Buffer.allocUnsafeSlow(m.size);
     let done = 0;
     while (done < m.size) {
       const n = Math.min(STEP_BYTES, m.size - done);
       if (waitFor(m.filled, 0, ENCRYPTED_HEADER_SIZE + done + n, 'chunk read') < 0) return abort(progress);
-      // The ring slot about to be written must have been hashed already.
-      if (waitFor(progress, HASHED, done + n - ring.length, 'chunk hashing') < 0) return abort(progress);
       const at = ENCRYPTED_HEADER_SIZE + done;
-      const plain = decipher.update(data.subarray(at, at + n));
+      const out = decipher.update(data.subarray(at, at + n));
       // GCM is a stream mode: OpenSSL returns exactly as many bytes as it was given.
-      if (plain.length !== n) throw new Error(`AES-GCM returned ${plain.length} bytes for ${n}`);
-      ring.set(plain, done % ring.length);
-      out.set(plain, done);
+      if (out.length !== n) throw new Error(`AES-GCM returned ${out.length} bytes for ${n}`);
+      dest.set(out, done);
       done += n;
       publish(progress, DECRYPTED, done);
     }
@@ -75,8 +73,7 @@ export function runDecryptStage(m: DecryptStreamMessage, transfer: ArrayBuffer[]
     } catch {
       tagOk = false;
     }
-    transfer.push(out.buffer as ArrayBuffer);
-    return { plain: new Uint8Array(out.buffer, 0, m.size), tagOk };
+    return { tagOk };
   } catch (e) {
     abort(progress); // the hashing stage must not wait for bytes that never come
     throw e;
@@ -88,23 +85,25 @@ function abort(progress: Int32Array): { aborted: true } {
   return { aborted: true };
 }
 
+/**
+ * Stage two: as plaintext is decrypted, CRCs the ciphertext it came from (the blob's CRC covers
+ * the bytes after the header) and hashes the plaintext, then the id key, if given. Takes all
+ * that is ready at each wake-up, so a slower decryption costs few wake-ups.
+ */
 export function runDigestStage(m: DigestStreamMessage): DigestResult {
-  const { ring, progress } = m;
+  const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+  const { plain, progress } = m;
   const h = createHash('sha256');
+  let crc = 0;
   let done = 0;
-  try {
-    while (done < m.size) {
-      const n = Math.min(STEP_BYTES, m.size - done);
-      if (waitFor(progress, DECRYPTED, done + n, 'chunk decryption') < 0) return { aborted: true };
-      const at = done % ring.length;
-      h.update(ring.subarray(at, at + n));
-      done += n;
-      publish(progress, HASHED, done);
-    }
-  } catch (e) {
-    publish(progress, HASHED, -1); // the decrypting stage must not wait for ring space
-    throw e;
+  while (done < m.size) {
+    const ready = waitFor(progress, DECRYPTED, Math.min(m.size, done + STEP_BYTES), 'chunk decryption');
+    if (ready < 0) return { aborted: true };
+    const to = Math.min(ready, m.size);
+    crc = crc32(data.subarray(ENCRYPTED_HEADER_SIZE + done, ENCRYPTED_HEADER_SIZE + to), crc);
+    h.update(plain.subarray(done, to));
+    done = to;
   }
   if (m.idKey !== undefined) h.update(m.idKey);
-  return { digest: h.digest() };
+  return { digest: h.digest(), crc };
 }

@@ -66,7 +66,7 @@ export class WorkerPoolDecoder {
         decrypt: (msg) => this.send(this.slots[0]!, msg),
         digest: (msg) => this.send(this.slots[1]!, msg),
       };
-      this.pipelined = (lease, job) => (this.closed ? undefined : pipelinedDecode(lease, job, stages));
+      this.pipelined = (lease, job, dest) => (this.closed ? undefined : pipelinedDecode(lease, job, dest, stages));
     }
   }
 

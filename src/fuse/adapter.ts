@@ -184,7 +184,7 @@ export class FuseAdapter {
         const size = body.readUInt32LE(16);
         const direct = size <= SMALL_READ_MAX ? this.directFiles.get(fh) : undefined;
         if (direct !== undefined) return this.pageCache.read(direct.nodeid, direct.size, offset, size, (o, l) => core.read(fh, o, l));
-        return core.read(fh, offset, size);
+        return core.readHeld(fh, offset, size);
       }
       case Op.RELEASE: {
         const fh = Number(body.readBigUInt64LE(0));

@@ -8,10 +8,14 @@
  * umount, or the last user of a lazily unmounted tree going away).
  */
 import { read, writeSync, writevSync } from 'node:fs';
+import type { HeldBytes } from '../io/read-at.js';
 import { decodeInHeader, encodeOutHeader, IN_HEADER_SIZE, OUT_HEADER_SIZE, type InHeader } from './protocol.js';
 
-/** A dispatcher's answer: payload bytes (success), a negative errno, or null for "no reply". */
-export type FuseReply = Buffer | number | null;
+/**
+ * A dispatcher's answer: payload bytes (success), payload bytes lent until the reply is written
+ * (released then), a negative errno, or null for "no reply".
+ */
+export type FuseReply = Buffer | HeldBytes | number | null;
 export type FuseDispatcher = (h: InHeader, body: Buffer) => Promise<FuseReply> | FuseReply;
 
 /** Largest request we accept (header + write_in + max_write); the kernel requires the room. */
@@ -83,20 +87,26 @@ export class FuseSession {
   }
 
   private reply(unique: bigint, v: FuseReply): void {
-    if (v === null || this.closed) return;
-    const head = Buffer.allocUnsafe(OUT_HEADER_SIZE);
+    if (v === null) return;
+    const held = typeof v === 'number' || Buffer.isBuffer(v) ? undefined : v;
     try {
+      if (this.closed) return;
+      const head = Buffer.allocUnsafe(OUT_HEADER_SIZE);
       if (typeof v === 'number') {
         encodeOutHeader(head, OUT_HEADER_SIZE, v, unique);
         writeSync(this.fd, head);
       } else {
         // One writev: the device takes a reply as exactly one write, and the data is not copied.
-        encodeOutHeader(head, OUT_HEADER_SIZE + v.length, 0, unique);
-        writevSync(this.fd, [head, v]);
+        const parts = held?.parts ?? [v as Buffer];
+        encodeOutHeader(head, OUT_HEADER_SIZE + (held?.length ?? (v as Buffer).length), 0, unique);
+        writevSync(this.fd, [head, ...parts]);
       }
     } catch {
       // ENOENT: the request was interrupted and is gone; ENODEV: unmounted meanwhile.
       this.replyErrors++;
+    } finally {
+      // The kernel has copied the bytes (writev is synchronous): they may be reused now.
+      held?.release();
     }
   }
 

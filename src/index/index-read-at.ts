@@ -4,9 +4,9 @@
  * exactly the requested bytes. Nothing unverified is ever returned.
  */
 import type { BlobCryptMode } from '../blob/data-blob.js';
-import type { ChunkReader } from '../chunks/chunk-reader.js';
+import { stableCopy, type ChunkHold, type ChunkReader } from '../chunks/chunk-reader.js';
 import { FormatError, IoError, LimitError, PbsfsError, rewrapError } from '../errors.js';
-import type { ReadAt } from '../io/read-at.js';
+import { heldForever, type HeldBytes, type ReadAt } from '../io/read-at.js';
 import type { ChunkIndex } from './chunk-index.js';
 import type { DamageReport } from './damage-report.js';
 
@@ -15,6 +15,16 @@ const READ_AHEAD = 4;
 
 /** One read returns at most this much (the result is one buffer); stream larger ranges. */
 export const MAX_READ_BYTES = 1024 * 1024 * 1024;
+
+/** A readHeld() over more chunks than this copies instead of pinning them all. */
+const MAX_HELD_CHUNKS = 16;
+
+interface ReadRange {
+  start: number;
+  end: number;
+  first: number;
+  last: number;
+}
 
 /** Chunks fetched ahead (into the cache) once reads look sequential. */
 const SEQUENTIAL_READ_AHEAD = 2;
@@ -55,6 +65,15 @@ function isChunkDamage(e: unknown): e is PbsfsError {
 /** Told of every verified chunk plaintext a reader obtains: chunk number, stream offset, bytes. */
 export type ChunkObserver = (index: number, start: number, data: Buffer) => void;
 
+function stableHold(data: Buffer): ChunkHold {
+  return { data, stable: true, release: () => undefined };
+}
+
+/** Zeros standing in for a damaged chunk (--allow-damaged). */
+function zeros(n: number): ChunkHold {
+  return stableHold(Buffer.alloc(n));
+}
+
 export class IndexReadAt implements ReadAt {
   readonly name: string;
   readonly size: number;
@@ -80,38 +99,46 @@ export class IndexReadAt implements ReadAt {
   }
 
   /**
-   * The verified plaintext of chunk i (shared with the cache: read-only). With a damage report,
-   * an unreadable chunk (see isChunkDamage) is recorded and reads as zeros of its exact length;
-   * the zeros are a fresh buffer, never put in the chunk cache (which holds verified plaintext
-   * only). A chunk already recorded is not fetched again.
+   * The verified plaintext of chunk i, lent until release() (shared with the cache: read-only).
+   * With a damage report, an unreadable chunk (see isChunkDamage) is recorded and reads as zeros
+   * of its exact length; the zeros are a fresh buffer, never put in the chunk cache (which holds
+   * verified plaintext only). A chunk already recorded is not fetched again.
    */
-  async chunk(i: number): Promise<Buffer> {
+  async holdChunk(i: number): Promise<ChunkHold> {
     const { start, end } = this.index.chunkRange(i);
-    if (this.damage?.has(this.name, i)) return Buffer.alloc(end - start);
+    if (this.damage?.has(this.name, i)) return zeros(end - start);
     const digest = this.index.digest(i);
     try {
-      const plain = await this.reader.get({ digest, expectedSize: end - start, cryptMode: this.cryptMode });
-      for (const o of this.observers) o(i, start, plain);
-      return plain;
+      const h = await this.reader.hold({ digest, expectedSize: end - start, cryptMode: this.cryptMode });
+      for (const o of this.observers) o(i, start, h.data);
+      return h;
     } catch (e) {
       if (this.damage !== undefined && isChunkDamage(e)) {
         this.damage.record(this.name, this.archive, i, start, end, digest.toString('hex'), e);
-        return Buffer.alloc(end - start);
+        return zeros(end - start);
       }
       throw this.wrap(e, i, digest, start);
     }
   }
 
+  /** Chunk i's verified plaintext in memory that stays valid (see holdChunk). */
+  async chunk(i: number): Promise<Buffer> {
+    return stableCopy(await this.holdChunk(i));
+  }
+
   /**
    * Calls `observer` with every verified chunk plaintext this reader obtains from now on (from
    * the store or the cache; never zeros standing in for a damaged chunk). Observers run
-   * synchronously and must not modify the bytes.
+   * synchronously, must not modify the bytes, and must copy what they keep.
    */
   observeChunks(observer: ChunkObserver): void {
     this.observers.push(observer);
   }
 
-  /** Chunk i's verified plaintext if the chunk cache holds it right now (no fetch), else undefined. */
+  /**
+   * Chunk i's verified plaintext if the chunk cache holds it right now (no fetch), else
+   * undefined. Valid only until the caller next waits for anything (see ChunkReader.peek).
+   */
   peekChunk(i: number): Buffer | undefined {
     if (i < 0 || i >= this.index.count) return undefined;
     const { start, end } = this.index.chunkRange(i);
@@ -129,12 +156,49 @@ export class IndexReadAt implements ReadAt {
   }
 
   async readAt(offset: number, length: number): Promise<Buffer> {
+    const r = this.range(offset, length);
+    if (r === undefined) return Buffer.alloc(0);
+    if (r.first !== r.last) return this.copyRange(r);
+    // Within one chunk (most metadata reads): a view of the cached plaintext when it lives in
+    // ordinary memory (no copy, no new allocation), a copy of arena memory.
+    const c = this.index.chunkRange(r.first);
+    return stableCopy(await this.holdChunk(r.first), r.start - c.start, r.end - c.start);
+  }
+
+  /**
+   * ReadAt.readHeld: views of the cached plaintext of every chunk the range touches, lent until
+   * release() (no copy: a FUSE reply hands them to the kernel as they are).
+   */
+  async readHeld(offset: number, length: number): Promise<HeldBytes> {
+    const r = this.range(offset, length);
+    if (r === undefined) return heldForever(Buffer.alloc(0));
+    // A huge range would pin many chunks at once: copy it through a bounded window instead.
+    if (r.last - r.first >= MAX_HELD_CHUNKS) return heldForever(await this.copyRange(r));
+    const settled = await Promise.allSettled(Array.from({ length: r.last - r.first + 1 }, (_, k) => this.holdChunk(r.first + k)));
+    const holds = settled.flatMap((x) => (x.status === 'fulfilled' ? [x.value] : []));
+    const failed = settled.find((x) => x.status === 'rejected');
+    if (failed !== undefined) {
+      for (const h of holds) h.release();
+      throw failed.reason;
+    }
+    const parts = holds.map((h, k) => {
+      const c = this.index.chunkRange(r.first + k);
+      return h.data.subarray(Math.max(r.start, c.start) - c.start, Math.min(r.end, c.end) - c.start);
+    });
+    return { parts, length: r.end - r.start, release: () => holds.forEach((h) => h.release()) };
+  }
+
+  /**
+   * [start, end) of a read, clipped to the stream, and its first and last chunk; undefined when
+   * empty. Also notices sequential access and fetches ahead.
+   */
+  private range(offset: number, length: number): ReadRange | undefined {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
       throw new FormatError(`bad read range: offset ${offset}, length ${length}`, { file: this.name });
     }
     const start = Math.min(offset, this.size);
     const end = Math.min(this.size, start + length);
-    if (end <= start) return Buffer.alloc(0);
+    if (end <= start) return undefined;
     if (end - start > MAX_READ_BYTES) {
       throw new LimitError(`read of ${end - start} bytes exceeds the ${MAX_READ_BYTES}-byte limit for one read`, {
         file: this.name,
@@ -150,20 +214,17 @@ export class IndexReadAt implements ReadAt {
     // sequential reads per open file itself) rarely land exactly there.
     if (first === this.lastChunk + 1 || (first === this.lastChunk && last > first)) this.readAhead(last + 1);
     this.lastChunk = last;
-    if (first === last) {
-      // Within one chunk (every FUSE read of up to 1 MiB, most metadata reads): a view of the
-      // cached plaintext, no copy and no new allocation. The ReadAt contract says callers do
-      // not modify what they get.
-      const r = this.index.chunkRange(first);
-      return (await this.chunk(first)).subarray(start - r.start, end - r.start);
-    }
-    const out = Buffer.allocUnsafe(end - start);
-    // Fetch up to READ_AHEAD chunks concurrently, copy them out in order.
-    const pending: Promise<Buffer>[] = [];
-    let next = first;
+    return { start, end, first, last };
+  }
+
+  /** The bytes of a range copied into one new buffer, up to READ_AHEAD chunks fetched at once. */
+  private async copyRange(r: ReadRange): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(r.end - r.start);
+    const pending: Promise<ChunkHold>[] = [];
+    let next = r.first;
     const fill = (): void => {
-      while (next <= last && pending.length < READ_AHEAD) {
-        const p = this.chunk(next++);
+      while (next <= r.last && pending.length < READ_AHEAD) {
+        const p = this.holdChunk(next++);
         // A later chunk may fail while an earlier one is still awaited: mark it handled now (the
         // await below still sees the failure), or Node aborts on an unhandled rejection.
         p.catch(() => undefined);
@@ -172,17 +233,19 @@ export class IndexReadAt implements ReadAt {
     };
     fill();
     try {
-      for (let i = first; i <= last; i++) {
-        const plain = await pending.shift()!;
+      for (let i = r.first; i <= r.last; i++) {
+        const h = await pending.shift()!;
         fill();
-        const r = this.index.chunkRange(i);
-        const from = Math.max(start, r.start);
-        const to = Math.min(end, r.end);
-        plain.copy(out, from - start, from - r.start, to - r.start);
+        const c = this.index.chunkRange(i);
+        const from = Math.max(r.start, c.start);
+        const to = Math.min(r.end, c.end);
+        h.data.copy(out, from - r.start, from - c.start, to - c.start);
+        h.release();
       }
     } catch (e) {
-      // Chunks fetched ahead are no longer wanted; keep their failures from going unhandled.
-      for (const p of pending) p.catch(() => undefined);
+      // Chunks fetched ahead are no longer wanted: give back those that arrive, and keep their
+      // failures from going unhandled.
+      for (const p of pending) p.then((h) => h.release(), () => undefined);
       throw e;
     }
     return out;

@@ -6,6 +6,31 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { FormatError, fromSystemError } from '../errors.js';
 
+/**
+ * Bytes lent by a source until release(): views of memory the source reuses afterwards (decoded
+ * chunks in a cache's arena), so a caller must not touch them after release. Callers release
+ * exactly once, also on failure.
+ */
+export interface HeldBytes {
+  /** The bytes in order: one buffer, or several when they lie in different chunks. */
+  readonly parts: readonly Buffer[];
+  /** Total length of the parts. */
+  readonly length: number;
+  release(): void;
+}
+
+/** Bytes that stay valid: nothing to give back. */
+export function heldForever(data: Buffer): HeldBytes {
+  return { parts: [data], length: data.length, release: noop };
+}
+
+/** The held bytes as one buffer (a copy when there are several parts). */
+export function heldData(h: HeldBytes): Buffer {
+  return h.parts.length === 1 ? h.parts[0]! : Buffer.concat(h.parts as Buffer[], h.length);
+}
+
+function noop(): void {}
+
 export interface ReadAt {
   /** Name used in error messages (archive or file name). */
   readonly name: string;
@@ -17,6 +42,11 @@ export interface ReadAt {
    * The result may share memory with a cache: callers must treat it as read-only.
    */
   readAt(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Optional: readAt's bytes without a copy, lent until release() (see HeldBytes). For a caller
+   * that is done with them at once, such as a FUSE reply written to the kernel.
+   */
+  readHeld?(offset: number, length: number): Promise<HeldBytes>;
   /**
    * Only with `--allow-damaged`: true when bytes of [offset, offset + length) already read came
    * back as zeros because their chunk is unreadable (a decoder may then accept zeros in place of

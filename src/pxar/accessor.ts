@@ -14,7 +14,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import { FormatError, LimitError, NotFoundError, UsageError } from '../errors.js';
-import type { ReadAt } from '../io/read-at.js';
+import type { HeldBytes, ReadAt } from '../io/read-at.js';
 import { ContentReader } from './content.js';
 import { GOODBYE_ITEM_SIZE, HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
 import { ItemReader, NeedMore, decodeChild, decodeChildSync, decodeEntryBody, entryFromBody, readArchiveStart } from './items.js';
@@ -356,6 +356,11 @@ export class PxarAccessor {
   /** Up to `length` bytes of a regular file (or hardlink) at `offset`. */
   async read(entry: PxarEntry, offset: number, length: number): Promise<Buffer> {
     return this.content.read(await this.resolve(entry), offset, length);
+  }
+
+  /** As read(), lent until release() where the archive's source can lend (ReadAt.readHeld). */
+  async readHeld(entry: PxarEntry, offset: number, length: number): Promise<HeldBytes> {
+    return this.content.readHeld(await this.resolve(entry), offset, length);
   }
 
   /** Streams a whole regular file (or hardlink) in bounded blocks. */

@@ -4,7 +4,7 @@
  * The payload stream is never scanned: only PAYLOAD_REF offsets are used (spec §12.3).
  */
 import { FormatError, NotFoundError } from '../errors.js';
-import type { ReadAt } from '../io/read-at.js';
+import { heldForever, type HeldBytes, type ReadAt } from '../io/read-at.js';
 import { HEADER_SIZE, PXAR, pxarTypeName } from './format.js';
 import type { PxarEntry } from './types.js';
 
@@ -121,13 +121,19 @@ export class ContentReader {
     if (offset < 0 || length <= 0 || offset >= r.size) return Buffer.alloc(0);
     const n = Math.min(length, r.size - offset);
     const b = await r.src.readAt(r.start + offset, n);
-    if (b.length !== n) {
-      throw new FormatError(`short read of file data: wanted ${n} bytes, got ${b.length}`, {
-        file: r.src.name,
-        offset: r.start + offset,
-      });
-    }
+    checkLength(b.length, n, r, offset);
     return b;
+  }
+
+  /** As read(), lent until release() where the source can lend (ReadAt.readHeld). */
+  async readHeld(entry: PxarEntry, offset: number, length: number): Promise<HeldBytes> {
+    const r = await this.locate(entry);
+    if (offset < 0 || length <= 0 || offset >= r.size) return heldForever(Buffer.alloc(0));
+    const n = Math.min(length, r.size - offset);
+    const h = r.src.readHeld !== undefined ? await r.src.readHeld(r.start + offset, n) : heldForever(await r.src.readAt(r.start + offset, n));
+    if (h.length !== n) h.release();
+    checkLength(h.length, n, r, offset);
+    return h;
   }
 
   /** The whole contents as blocks of at most `block` bytes (bounded memory). */
@@ -136,13 +142,13 @@ export class ContentReader {
     for (let off = 0; off < r.size; off += block) {
       const n = Math.min(block, r.size - off);
       const b = await r.src.readAt(r.start + off, n);
-      if (b.length !== n) {
-        throw new FormatError(`short read of file data: wanted ${n} bytes, got ${b.length}`, {
-          file: r.src.name,
-          offset: r.start + off,
-        });
-      }
+      checkLength(b.length, n, r, off);
       yield b;
     }
   }
+}
+
+/** Throws a FormatError unless a read at `offset` of the file in `r` got the `n` bytes it asked for. */
+function checkLength(got: number, n: number, r: ContentRange, offset: number): void {
+  if (got !== n) throw new FormatError(`short read of file data: wanted ${n} bytes, got ${got}`, { file: r.src.name, offset: r.start + offset });
 }

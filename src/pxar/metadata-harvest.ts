@@ -23,7 +23,7 @@
  * harvested bytes exactly as it would have parsed them from the chunks.
  */
 import type { IndexReadAt } from '../index/index-read-at.js';
-import type { ReadAt } from '../io/read-at.js';
+import { heldForever, type HeldBytes, type ReadAt } from '../io/read-at.js';
 import { HEADER_SIZE, PXAR } from './format.js';
 
 /** Items larger than this are not kept (large xattrs, huge goodbye tables). */
@@ -116,6 +116,15 @@ export class HarvestingReadAt implements ReadAt {
       return held;
     }
     return this.inner.readAt(offset, length);
+  }
+
+  async readHeld(offset: number, length: number): Promise<HeldBytes> {
+    const held = this.held(offset, length, length);
+    if (held !== undefined) {
+      this.hits++;
+      return heldForever(held);
+    }
+    return this.inner.readHeld(offset, length);
   }
 
   readSome(offset: number, min: number, max: number): Buffer | undefined {

@@ -24,6 +24,7 @@ import { LRUCache } from 'lru-cache';
 import { IoError, NotFoundError, PbsfsError, UsageError } from '../errors.js';
 import type { VfsDirEntry, VfsFileHandle, VfsNode, VfsStat } from './types.js';
 import { OnceLog } from '../util/once-log.js';
+import { heldData, heldForever, type HeldBytes } from '../io/read-at.js';
 import { isPrefetching } from './virtual-nodes.js';
 
 /** A filesystem error with its errno name, for the adapter. */
@@ -503,18 +504,30 @@ export class VfsCore {
   }
 
   async read(fh: number, offset: number, length: number): Promise<Buffer> {
+    return heldData(await this.serve(fh, offset, length, (h) => h.read(offset, length).then(heldForever)));
+  }
+
+  /**
+   * As read(), but the bytes may be lent (see HeldBytes): the caller releases them exactly once,
+   * as soon as it is done (the FUSE adapter, once the reply is written).
+   */
+  readHeld(fh: number, offset: number, length: number): Promise<HeldBytes> {
+    return this.serve(fh, offset, length, (h) => (h.readHeld ? h.readHeld(offset, length) : h.read(offset, length).then(heldForever)));
+  }
+
+  private async serve(fh: number, offset: number, length: number, get: (h: VfsFileHandle) => Promise<HeldBytes>): Promise<HeldBytes> {
     const f = this.files.get(fh);
     if (f === undefined) throw new VfsError('EBADF', `unknown file handle ${fh}`);
     this.counters.reads++;
     if (offset === f.expectedOffset) f.sequentialRun++;
     else f.sequentialRun = 0;
     f.expectedOffset = offset + length;
-    const p = f.handle.read(offset, length);
+    const p = get(f.handle);
     if (f.sequentialRun >= 2 && this.readahead > 0) this.prefetch(f, offset + length);
     try {
-      const data = await p;
-      this.counters.bytesRead += data.length;
-      return data;
+      const held = await p;
+      this.counters.bytesRead += held.length;
+      return held;
     } catch (e) {
       this.counters.readErrors++;
       this.reportReadError(f.path, offset, length, e);

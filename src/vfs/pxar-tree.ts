@@ -236,6 +236,7 @@ export class PxarFileNode extends PxarNode {
     await acc.content.locate(t);
     return {
       read: (offset, length) => acc.read(t, offset, length),
+      readHeld: (offset, length) => acc.readHeld(t, offset, length),
       release: async () => undefined,
     };
   }

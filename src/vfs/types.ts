@@ -6,6 +6,7 @@
  * a snapshot directory or a datastore group. Names are raw bytes (pxar names need not be UTF-8).
  * Everything is read-only.
  */
+import type { HeldBytes } from '../io/read-at.js';
 
 /** Attributes of a node, in the units stat(2) uses. */
 export interface VfsStat {
@@ -35,6 +36,8 @@ export interface VfsDirEntry {
 /** An open regular file. Reads past the end return fewer bytes (0 at EOF). */
 export interface VfsFileHandle {
   read(offset: number, length: number): Promise<Buffer>;
+  /** Optional: read()'s bytes lent until release() (see HeldBytes), without a copy. */
+  readHeld?(offset: number, length: number): Promise<HeldBytes>;
   release(): Promise<void>;
 }
 

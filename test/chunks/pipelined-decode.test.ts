@@ -1,7 +1,7 @@
 /**
- * The pipelined decode of large encrypted, uncompressed chunks (read in pieces, CRC on the main
- * thread, decryption and hashing on two workers): the same plaintext and the same errors as the
- * whole-chunk decoder, on a real directory store read with O_DIRECT where the disk allows it.
+ * The pipelined decode of large encrypted, uncompressed chunks (read in pieces; decryption on one
+ * worker, CRC and hashing on another): the same plaintext and the same errors as the whole-chunk
+ * decoder, on a real directory store read with O_DIRECT where the disk allows it.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -56,8 +56,8 @@ function counting(): { pipelined: PipelinedDecoder; taken: () => number } {
   let n = 0;
   const inner = pool.pipelined!;
   return {
-    pipelined: (lease, job) => {
-      const p = inner(lease, job);
+    pipelined: (lease, job, dest) => {
+      const p = inner(lease, job, dest);
       if (p !== undefined) n++;
       return p;
     },
@@ -71,7 +71,7 @@ describe('pipelined chunk decode', () => {
   it('decodes large encrypted chunks to their exact plaintext, concurrently and more than the pool holds at once', async () => {
     const { pipelined, taken } = counting();
     const reader = new ChunkReader(new LocalChunkStore(tmp.path), { crypt, decoder: pool.decoder, pipelined, cacheBytes: 0 });
-    // 12 distinct chunks at once, with 4 read buffers and 4 rings.
+    // 12 distinct chunks at once, with 4 read buffers.
     const all = [...chunks];
     for (let i = 0; i < 8; i++) {
       const plain = randomBytes(PIPELINE_MIN_BYTES + i * 77777);
@@ -163,7 +163,6 @@ describe('pipelined chunk decode', () => {
         raw.copy(data, 0, 0, half);
         const filled = new Int32Array(new SharedArrayBuffer(4));
         Atomics.store(filled, 0, half);
-        const followers: ((s: number, e: number) => void)[] = [];
         const done = new Promise<void>((_, reject) =>
           setTimeout(() => {
             Atomics.store(filled, 0, -1);
@@ -175,7 +174,7 @@ describe('pipelined chunk decode', () => {
         return Promise.resolve({
           data,
           release: () => undefined,
-          arriving: { filled, done, follow: (fn) => (fn(0, half), followers.push(fn)) },
+          arriving: { filled, done },
         });
       },
     };

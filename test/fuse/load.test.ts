@@ -184,9 +184,18 @@ function runReader(configPath: string, index: number): Promise<ReaderResult> {
   });
 }
 
-async function mountStats(mp: string): Promise<{ cachedBytes: number; chunksFetched: number; memory: Record<string, number>; vfs: Record<string, number> }> {
+interface MountStats {
+  cachedBytes: number;
+  arenaBytes: number;
+  heldChunks: number;
+  chunksFetched: number;
+  memory: Record<string, number>;
+  vfs: Record<string, number>;
+}
+
+async function mountStats(mp: string): Promise<MountStats> {
   const { stdout } = await run('getfattr', ['--only-values', '-n', 'user.pbsfs.stats', '--absolute-names', mp]);
-  return JSON.parse(stdout) as { cachedBytes: number; chunksFetched: number; memory: Record<string, number>; vfs: Record<string, number> };
+  return JSON.parse(stdout) as MountStats;
 }
 
 /** Chunk files in the datastore: the most chunk fetches (one descriptor each) that can be in flight. */
@@ -285,8 +294,12 @@ describe('mount under load', () => {
       // afterwards the count is back where it was.
       expect(maxFds - fdsIdle).toBeLessThanOrEqual(distinctChunks);
       expect(fdsAfter - fdsIdle).toBeLessThanOrEqual(2);
-      // Every file the readers opened was released.
+      // Every file the readers opened was released, and so was every chunk a reply lent to the
+      // kernel: nothing holds arena memory beyond what the cache keeps.
       expect(stats.vfs.openFiles).toBe(0);
+      expect(stats.heldChunks).toBe(0);
+      expect(stats.arenaBytes).toBeGreaterThan(0);
+      expect(stats.arenaBytes).toBeLessThanOrEqual(stats.cachedBytes);
 
       // Unmount: the process exits 0, and no process holds a file of the datastore open.
       const exited = new Promise<number | null>((r) => mount.once('exit', (code) => r(code)));
@@ -342,6 +355,9 @@ describe('mount under load', () => {
       await sleep(300);
       const stats = await mountStats(mp);
       expect(stats.vfs.openFiles).toBe(0);
+      // Interrupted requests gave back the chunks their replies held.
+      expect(stats.heldChunks).toBe(0);
+      expect(stats.arenaBytes).toBeLessThanOrEqual(stats.cachedBytes);
       expect(openFds(pid) - fdsIdle).toBeLessThanOrEqual(2);
       // Still serving exact bytes, through the page cache and around it.
       for (const f of bigFiles) expect(sha256(readFileSync(join(mp, f.rel)))).toBe(f.sha256);

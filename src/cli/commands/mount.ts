@@ -150,9 +150,9 @@ class Readers {
     return this.pool.decoder(raw, job);
   });
   /** Large encrypted chunks decode on two threads while they are read (see pipelined-decode.ts). */
-  private readonly pipelined: PipelinedDecoder = (lease, job) => {
+  private readonly pipelined: PipelinedDecoder = (lease, job, dest) => {
     this.pool ??= new WorkerPoolDecoder({ threads: this.decodeThreads });
-    return this.pool.pipelined?.(lease, job);
+    return this.pool.pipelined?.(lease, job, dest);
   };
   async close(): Promise<void> {
     await this.pool?.close();
@@ -176,6 +176,8 @@ class Readers {
     for (const r of this.byKey.values()) {
       for (const [k, v] of Object.entries(r.stats)) sum[k] = (sum[k] ?? 0) + v;
       sum.cachedBytes = (sum.cachedBytes ?? 0) + r.cachedBytes;
+      sum.arenaBytes = (sum.arenaBytes ?? 0) + r.arenaBytes;
+      sum.heldChunks = (sum.heldChunks ?? 0) + r.heldChunks;
     }
     return sum;
   }
