@@ -17,6 +17,8 @@ interface ZstdBackend {
   readonly name: string;
   /** Decompress all frames; throw ZstdLimitError beyond maxOutput bytes. */
   decompress(src: Uint8Array, maxOutput: number, expectedSize?: number): Buffer;
+  /** Decompress all frames into `dst`; returns the bytes written; ZstdLimitError if they do not fit. */
+  decompressInto(src: Uint8Array, dst: Uint8Array): number;
   compress(src: Uint8Array, level: number): Buffer;
 }
 
@@ -50,6 +52,13 @@ function zlibBackend(z: ZlibZstd): ZstdBackend {
         throw new ZstdError(`zstd: ${(e as Error).message}`);
       }
     },
+    decompressInto(src, dst) {
+      // node:zlib cannot write into given memory: decode (at most one byte too many), then copy.
+      const out = this.decompress(src, dst.length + 1);
+      if (out.length > dst.length) throw new ZstdLimitError(`zstd output exceeds ${dst.length} bytes`);
+      dst.set(out);
+      return out.length;
+    },
     compress(src, level) {
       return z.zstdCompressSync(src, { params: { [z.constants.ZSTD_c_compressionLevel]: level } });
     },
@@ -58,8 +67,32 @@ function zlibBackend(z: ZlibZstd): ZstdBackend {
 
 function napiBackend(b: ZstdNapiBinding): ZstdBackend {
   let dctx: InstanceType<ZstdNapiBinding['DCtx']> | undefined;
+  const spare = new Uint8Array(1);
   return {
     name: 'zstd-napi',
+    decompressInto(src, dst) {
+      dctx ??= new b.DCtx();
+      dctx.reset(b.ResetDirective.sessionOnly);
+      let written = 0;
+      let read = 0;
+      try {
+        for (;;) {
+          const full = written === dst.length;
+          // Once `dst` is full, one spare byte tells whether the frames hold more.
+          const [ret, w, r] = dctx.decompressStream(full ? spare : dst.subarray(written), src.subarray(read));
+          if (full && w > 0) throw new ZstdLimitError(`zstd output exceeds ${dst.length} bytes`);
+          written += w;
+          read += r;
+          // ret === 0: a frame ended and is fully flushed; more frames may follow.
+          if (ret === 0 && read === src.length) return written;
+          if (w === 0 && r === 0) throw new ZstdError(read === src.length ? 'zstd: truncated frame' : 'zstd: decoder made no progress');
+        }
+      } catch (e) {
+        // The session reset at the start of the next call clears any error state (see below).
+        if (e instanceof ZstdError) throw e;
+        throw new ZstdError(`zstd: ${(e as Error).message}`);
+      }
+    },
     decompress(src, maxOutput, expectedSize) {
       dctx ??= new b.DCtx();
       dctx.reset(b.ResetDirective.sessionOnly);
@@ -135,6 +168,14 @@ export function zstdBackendName(): string {
  */
 export function zstdDecompress(src: Uint8Array, maxOutput: number, expectedSize?: number): Buffer {
   return loadBackend().decompress(src, maxOutput, expectedSize);
+}
+
+/**
+ * Decompresses every zstd frame in `src` into `dst` (no new memory); returns the bytes written.
+ * Throws ZstdLimitError when the output would not fit in `dst`.
+ */
+export function zstdDecompressInto(src: Uint8Array, dst: Uint8Array): number {
+  return loadBackend().decompressInto(src, dst);
 }
 
 export function zstdCompress(src: Uint8Array, level = 1): Buffer {

@@ -12,7 +12,7 @@ import { CryptoError, FormatError, IntegrityError, LimitError } from '../errors.
 import { CryptConfig, IV_SIZE, TAG_SIZE } from '../crypto/crypt-config.js';
 import { crc32 } from '../util/crc32.js';
 import { bytesEqual, formatBytes, toHex } from '../util/bytes.js';
-import { zstdCompress, zstdDecompress, ZstdLimitError } from '../../native-shims/zstd.js';
+import { zstdCompress, zstdDecompress, zstdDecompressInto, ZstdLimitError } from '../../native-shims/zstd.js';
 
 export const UNCOMPRESSED_BLOB_MAGIC = Buffer.from('42ab3807be8370a1', 'hex');
 export const COMPRESSED_BLOB_MAGIC = Buffer.from('31b958426fb6a37f', 'hex');
@@ -53,6 +53,27 @@ export interface DecodeBlobOptions {
   maxSize?: number;
   /** Check the stored CRC32 (default true). */
   checkCrc?: boolean;
+  /**
+   * Memory for the plaintext, exactly `expectedSize` bytes (at most `maxSize`): the result is
+   * then `into` itself, and no new memory is taken. Ignored when its length is not that.
+   */
+  into?: Buffer;
+}
+
+/**
+ * This thread's memory for decrypted compressed payloads, which are decompressed at once: reused
+ * rather than fresh for every chunk (fresh pages are expensive here, see DECRYPT_STEP_BYTES).
+ * Payloads beyond SCRATCH_MAX_BYTES (only blobs can be that large) get memory of their own.
+ */
+let scratchMemory: Buffer | undefined;
+const SCRATCH_MAX_BYTES = MAX_CHUNK_SIZE + 1024 * 1024;
+
+function scratch(bytes: number): Buffer {
+  if (bytes > SCRATCH_MAX_BYTES) return Buffer.allocUnsafeSlow(bytes);
+  if (scratchMemory === undefined || scratchMemory.length < bytes) {
+    scratchMemory = Buffer.allocUnsafeSlow(Math.min(SCRATCH_MAX_BYTES, Math.ceil(bytes / (1024 * 1024)) * 1024 * 1024));
+  }
+  return scratchMemory.subarray(0, bytes);
 }
 
 function classify(magic: Uint8Array): { encrypted: boolean; compressed: boolean } | undefined {
@@ -122,7 +143,10 @@ function hex32(n: number): string {
   return n.toString(16).padStart(8, '0');
 }
 
-/** Decodes (and verifies as asked) a blob or chunk; returns the plaintext. */
+/**
+ * Decodes (and verifies as asked) a blob or chunk; returns the plaintext: `opts.into` when given
+ * and usable, else new memory, or a view of `raw` for an unencrypted, uncompressed blob.
+ */
 export function decodeBlob(raw: Uint8Array, opts: DecodeBlobOptions): Buffer {
   const name = opts.name;
   const header = parseBlobHeader(raw, name);
@@ -147,6 +171,8 @@ export function decodeBlob(raw: Uint8Array, opts: DecodeBlobOptions): Buffer {
     });
   }
 
+  const into = opts.into !== undefined && opts.into.length === opts.expectedSize && opts.into.length <= maxSize ? opts.into : undefined;
+
   if (header.encrypted) {
     const crypt = opts.crypt;
     if (crypt === undefined) {
@@ -154,16 +180,22 @@ export function decodeBlob(raw: Uint8Array, opts: DecodeBlobOptions): Buffer {
     }
     const iv = raw.subarray(12, 12 + IV_SIZE);
     const tag = raw.subarray(12 + IV_SIZE, 12 + IV_SIZE + TAG_SIZE);
+    // Compressed: into reused scratch memory, decompressed right below. Else into the result.
+    const out = header.compressed ? scratch(payload.length) : into?.length === payload.length ? into : Buffer.allocUnsafeSlow(payload.length);
     try {
-      payload = crypt.decrypt(iv, tag, payload);
+      crypt.decryptInto(iv, tag, payload, out);
     } catch (e) {
       throw tagMismatchError(name, crypt, e);
     }
+    payload = out;
   }
 
   let plain: Buffer;
   if (header.compressed) {
-    plain = decompress(payload, name, maxSize, opts.expectedSize);
+    plain = into !== undefined ? decompressInto(payload, into, name) : decompress(payload, name, maxSize, opts.expectedSize);
+  } else if (into !== undefined && payload !== into && payload.length === into.length) {
+    into.set(payload);
+    plain = into;
   } else {
     plain = payload;
   }
@@ -183,26 +215,34 @@ export function decodeBlob(raw: Uint8Array, opts: DecodeBlobOptions): Buffer {
   return plain;
 }
 
-function decompress(payload: Buffer, name: string, maxSize: number, expectedSize: number | undefined): Buffer {
-  // With a known size, anything beyond it is already wrong: stop decoding one byte past it.
-  const limit = expectedSize !== undefined && expectedSize < maxSize ? expectedSize + 1 : maxSize;
+/** decompress() into `into` (exactly the expected size, within the size limit): the bytes written. */
+function decompressInto(payload: Buffer, into: Buffer, name: string): Buffer {
   try {
-    return zstdDecompress(payload, limit, expectedSize);
+    return into.subarray(0, zstdDecompressInto(payload, into));
   } catch (e) {
-    if (e instanceof ZstdLimitError) {
-      if (limit !== maxSize) {
-        throw new IntegrityError(`compressed blob decodes to more than the expected ${expectedSize} bytes`, {
-          file: name,
-          cause: e,
-        });
-      }
-      throw new LimitError(`compressed blob decodes to more than the limit of ${formatBytes(maxSize)}`, {
-        file: name,
-        cause: e,
-      });
+    throw decompressError(e, name, into.length);
+  }
+}
+
+function decompressError(e: unknown, name: string, expectedSize: number | undefined, maxSize?: number): Error {
+  if (e instanceof ZstdLimitError) {
+    if (maxSize === undefined) {
+      return new IntegrityError(`compressed blob decodes to more than the expected ${expectedSize} bytes`, { file: name, cause: e });
     }
-    const detail = e instanceof Error ? e.message : String(e);
-    throw new FormatError(`compressed payload is not valid zstd (${detail})`, { file: name, cause: e });
+    return new LimitError(`compressed blob decodes to more than the limit of ${formatBytes(maxSize)}`, { file: name, cause: e });
+  }
+  const detail = e instanceof Error ? e.message : String(e);
+  return new FormatError(`compressed payload is not valid zstd (${detail})`, { file: name, cause: e });
+}
+
+function decompress(payload: Buffer, name: string, maxSize: number, expectedSize: number | undefined): Buffer {
+  // With a known size, anything beyond it is already wrong: stop decoding there (as
+  // decompressInto does, whose room is exactly that size).
+  const bounded = expectedSize !== undefined && expectedSize <= maxSize;
+  try {
+    return zstdDecompress(payload, bounded ? expectedSize : maxSize, expectedSize);
+  } catch (e) {
+    throw decompressError(e, name, expectedSize, bounded ? undefined : maxSize);
   }
 }
 

@@ -23,12 +23,14 @@ export interface ChunkDecodeJob extends ChunkRequest {
 
 /**
  * Turns the raw blob bytes of one chunk into verified plaintext or throws a typed error. Pure
- * function of its inputs, so it can run in a worker thread (see worker-pool-decoder.ts).
+ * function of its inputs, so it can run in a worker thread (see worker-pool-decoder.ts). With
+ * `dest` (exactly `expectedSize` bytes, shared memory when the decoder is a worker pool) it may
+ * write the plaintext there and return `dest` itself instead of new memory.
  */
-export type ChunkDecoder = (raw: Buffer, job: ChunkDecodeJob) => Buffer | Promise<Buffer>;
+export type ChunkDecoder = (raw: Buffer, job: ChunkDecodeJob, dest?: Buffer) => Buffer | Promise<Buffer>;
 
 /** In-process decoding with every check decodeBlob offers (CRC, tag, mode, size, digest). */
-export const inlineChunkDecoder: ChunkDecoder = (raw, job) =>
+export const inlineChunkDecoder: ChunkDecoder = (raw, job, dest) =>
   decodeBlob(raw, {
     name: job.name,
     ...(job.crypt !== undefined ? { crypt: job.crypt } : {}),
@@ -36,7 +38,13 @@ export const inlineChunkDecoder: ChunkDecoder = (raw, job) =>
     expectedDigest: job.digest,
     expectedSize: job.expectedSize,
     checkCrc: true,
+    ...(dest !== undefined ? { into: dest } : {}),
   });
+
+/** True when `plain` is exactly the memory of `dest` (a decoder wrote into it). */
+export function isSameMemory(plain: Uint8Array, dest: Uint8Array): boolean {
+  return plain.buffer === dest.buffer && plain.byteOffset === dest.byteOffset && plain.length === dest.length;
+}
 
 /**
  * Decodes a chunk while it is still arriving (ChunkLease.arriving), overlapping the read with

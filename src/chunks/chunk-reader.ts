@@ -6,13 +6,13 @@
  * handed to every waiter and then forgotten, so a retry starts afresh. Decoding goes through an
  * injectable ChunkDecoder: in-process by default, or a WorkerPoolDecoder's worker threads.
  *
- * Chunks decoded by a PipelinedDecoder live in a PlaintextArena (reused memory, see
- * plaintext-arena.ts). Their memory is lent, never given: hold() pins a chunk until its
- * release(), and a block goes back to the arena only once it has left the cache and nothing
+ * With an arena (ChunkReaderOptions.arena), chunks are decoded into a PlaintextArena (reused
+ * memory, see plaintext-arena.ts). Their memory is lent, never given: hold() pins a chunk until
+ * its release(), and a block goes back to the arena only once it has left the cache and nothing
  * holds it. get() hands out bytes that stay valid (a copy of an arena chunk).
  */
 import { LRUCache } from 'lru-cache';
-import { inlineChunkDecoder, type ChunkDecoder, type ChunkRequest, type PipelinedDecoder } from './chunk-decoder.js';
+import { inlineChunkDecoder, isSameMemory, type ChunkDecoder, type ChunkRequest, type PipelinedDecoder } from './chunk-decoder.js';
 import { PlaintextArena, type ArenaBlock } from './plaintext-arena.js';
 import type { CryptConfig } from '../crypto/crypt-config.js';
 import { IntegrityError } from '../errors.js';
@@ -45,9 +45,15 @@ export interface ChunkReaderOptions {
   cacheBytes?: number;
   decoder?: ChunkDecoder;
   /**
+   * Decode into reused memory lent through hold() (see plaintext-arena.ts), as large as the
+   * cache. For readers whose users release what they hold promptly (the mount). Default: on
+   * with a pipelined decoder, else off.
+   */
+  arena?: boolean;
+  /**
    * Decodes large chunks while the store is still reading them (e.g. WorkerPoolDecoder.pipelined),
    * into arena memory; used with stores that lend early (ChunkStore.lease with `early`), for the
-   * chunks it accepts.
+   * chunks it accepts. Needs the arena.
    */
   pipelined?: PipelinedDecoder;
   /** Read-ahead fetches in flight at once, over all readers (default 8: two sequential readers' worth). */
@@ -56,10 +62,15 @@ export interface ChunkReaderOptions {
 
 export const DEFAULT_CACHE_BYTES = 128 * 1024 * 1024;
 /**
- * Arena for pipelined chunks when the cache is smaller than this (or off): room for the chunks
- * being decoded at once (the store reads at most 4 ahead).
+ * Arena size when the cache is smaller than this (or off): room for the chunks being decoded at
+ * once (the store reads at most 4 ahead).
  */
 const MIN_ARENA_BYTES = 32 * 1024 * 1024;
+/**
+ * Smaller chunks take ordinary memory: an arena block is whole 64 KiB pages, and small chunks
+ * are cheap to allocate anyway.
+ */
+const ARENA_MIN_CHUNK_BYTES = 256 * 1024;
 
 /** A chunk's verified plaintext, lent until release() (see HeldBytes). */
 export interface ChunkHold {
@@ -120,7 +131,8 @@ export class ChunkReader {
   ) {
     this.crypt = opts.crypt;
     this.decoder = opts.decoder ?? inlineChunkDecoder;
-    this.pipelined = opts.pipelined;
+    const arena = opts.arena ?? opts.pipelined !== undefined;
+    this.pipelined = arena ? opts.pipelined : undefined;
     this.maxPrefetches = Math.max(0, opts.maxPrefetches ?? 8);
     const cacheBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
     if (cacheBytes > 0) {
@@ -135,8 +147,8 @@ export class ChunkReader {
         },
       });
     }
-    // The arena is the cache's memory for pipelined chunks, so it is as large as the cache.
-    if (this.pipelined !== undefined) this.arena = new PlaintextArena(Math.max(cacheBytes, MIN_ARENA_BYTES));
+    // The arena is the cache's memory, so it is as large as the cache.
+    if (arena) this.arena = new PlaintextArena(Math.max(cacheBytes, MIN_ARENA_BYTES));
   }
 
   /** Plaintext bytes currently held by the cache (never above the bound). */
@@ -276,7 +288,7 @@ export class ChunkReader {
    */
   private reserve(bytes: number): ArenaBlock | undefined {
     const arena = this.arena;
-    if (arena === undefined) return undefined;
+    if (arena === undefined || bytes < ARENA_MIN_CHUNK_BYTES) return undefined;
     let block = arena.alloc(bytes);
     while (block === undefined && this.cache !== undefined && this.cache.size > 0) {
       this.cache.pop();
@@ -294,45 +306,56 @@ export class ChunkReader {
         ...(this.crypt !== undefined ? { crypt: this.crypt } : {}),
       };
       let plain: Buffer;
-      if (this.store.lease !== undefined) {
-        // The raw bytes live in a reused buffer of the store's: decode, then hand it back.
-        const lease = await this.store.lease(req.digest, this.pipelined !== undefined ? { early: true } : undefined);
-        let block: ArenaBlock | undefined;
-        try {
-          this.countFetch(lease.data.length);
-          if (lease.arriving !== undefined && this.pipelined !== undefined) {
+      // Arena memory for the plaintext; given back in `finally` unless a decoder filled it.
+      let block: ArenaBlock | undefined;
+      try {
+        if (this.store.lease !== undefined) {
+          // The raw bytes live in a reused buffer of the store's: decode, then hand it back.
+          const lease = await this.store.lease(req.digest, this.pipelined !== undefined ? { early: true } : undefined);
+          try {
+            this.countFetch(lease.data.length);
             block = this.reserve(req.expectedSize);
-            const piped = block !== undefined ? this.pipelined(lease, job, block.buf) : undefined;
-            if (piped !== undefined) {
-              await piped;
-              const d: Decoded = { data: block!.buf, block, pins: 0, cached: false };
-              block = undefined;
-              this.stats.bytesDecoded += d.data.length;
-              return d;
+            if (lease.arriving !== undefined && this.pipelined !== undefined && block !== undefined) {
+              const piped = this.pipelined(lease, job, block.buf);
+              if (piped !== undefined) {
+                await piped;
+                plain = block.buf;
+              }
             }
+            if (lease.arriving !== undefined) await lease.arriving.done;
+            plain ??= await this.decoder(lease.data, job, block?.buf);
+            // A plaintext that is a view of the raw bytes (an unencrypted, uncompressed chunk) or
+            // of other shared memory would change under the cache once that is reused: copy it.
+            if (!this.filled(plain, block) && (plain.buffer === lease.data.buffer || plain.buffer instanceof SharedArrayBuffer)) plain = copyOf(plain);
+          } finally {
+            // A failed decode settles only after nothing writes to `block` any more.
+            lease.release();
           }
-          if (lease.arriving !== undefined) await lease.arriving.done;
-          plain = await this.decoder(lease.data, job);
-          // A plaintext that is a view of the raw bytes (an unencrypted, uncompressed chunk) or
-          // of shared memory would change under the cache once the buffer is reused: keep a copy.
-          if (plain.buffer === lease.data.buffer || plain.buffer instanceof SharedArrayBuffer) plain = Buffer.from(plain);
-        } finally {
-          // A block reserved but not filled (the pipeline declined or failed): nothing writes to
-          // it any more (a failed pipeline settles only after its stages have).
-          block?.free();
-          lease.release();
+        } else {
+          const raw = await this.store.get(req.digest);
+          this.countFetch(raw.length);
+          block = this.reserve(req.expectedSize);
+          plain = await this.decoder(raw, job, block?.buf);
         }
-      } else {
-        const raw = await this.store.get(req.digest);
-        this.countFetch(raw.length);
-        plain = await this.decoder(raw, job);
+        this.stats.bytesDecoded += plain.length;
+        if (this.filled(plain, block)) {
+          const d: Decoded = { data: plain, block, pins: 0, cached: false };
+          block = undefined;
+          return d;
+        }
+        return { data: plain, block: undefined, pins: 0, cached: false };
+      } finally {
+        block?.free();
       }
-      this.stats.bytesDecoded += plain.length;
-      return { data: plain, block: undefined, pins: 0, cached: false };
     } catch (e) {
       this.stats.errors++;
       throw e;
     }
+  }
+
+  /** True when the decoder wrote the plaintext into the arena block (not memory of its own). */
+  private filled(plain: Buffer, block: ArenaBlock | undefined): block is ArenaBlock {
+    return block !== undefined && isSameMemory(plain, block.buf);
   }
 
   private countFetch(bytes: number): void {
@@ -355,11 +378,15 @@ function sizeMismatch(plain: Buffer, req: ChunkRequest): IntegrityError {
 export function stableCopy(h: ChunkHold, from = 0, to = h.data.length): Buffer {
   try {
     const view = h.data.subarray(from, to);
-    if (h.stable) return view;
-    const out = Buffer.allocUnsafe(view.length);
-    view.copy(out);
-    return out;
+    return h.stable ? view : copyOf(view);
   } finally {
     h.release();
   }
+}
+
+/** A copy in new memory of its own (Buffer.from takes a slow path for shared memory). */
+function copyOf(b: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(b.length);
+  b.copy(out);
+  return out;
 }

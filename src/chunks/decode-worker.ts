@@ -6,7 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import { CryptConfig } from '../crypto/crypt-config.js';
 import { isPbsfsError } from '../errors.js';
-import { inlineChunkDecoder } from './chunk-decoder.js';
+import { inlineChunkDecoder, isSameMemory } from './chunk-decoder.js';
 import { runDecryptStage, runDigestStage } from './stream-stages.js';
 import type { DecodeRequestMessage, DecodeResponseMessage, WorkerRequestMessage } from './worker-protocol.js';
 
@@ -50,13 +50,16 @@ if (port) {
 
 function decode(m: DecodeRequestMessage, transfer: ArrayBuffer[]): DecodeResponseMessage {
   const crypt = cryptFor(m.key);
-  const plain = inlineChunkDecoder(Buffer.from(m.raw.buffer, m.raw.byteOffset, m.raw.byteLength), {
+  const dest = m.dest !== undefined ? Buffer.from(m.dest.buffer, m.dest.byteOffset, m.dest.byteLength) : undefined;
+  const job = {
     digest: Buffer.from(m.digest.buffer, m.digest.byteOffset, m.digest.byteLength),
     expectedSize: m.expectedSize,
     cryptMode: m.cryptMode,
     name: m.name,
     ...(crypt ? { crypt } : {}),
-  }) as Buffer;
+  };
+  const plain = inlineChunkDecoder(Buffer.from(m.raw.buffer, m.raw.byteOffset, m.raw.byteLength), job, dest) as Buffer;
+  if (dest !== undefined && isSameMemory(plain, dest)) return { id: m.id, ok: true, intoDest: true };
   // Hand the memory over when the plaintext owns (nearly all of) its ArrayBuffer; small or
   // shared buffers are copied by the structured clone instead.
   // A view of shared memory (the raw bytes of an unencrypted, uncompressed chunk read into

@@ -1,8 +1,8 @@
 /**
  * Pipelined decoding of one large encrypted, uncompressed chunk (the blocks of an incompressible
- * file or disk image): while the store still reads the chunk in pieces, one worker decrypts what
- * has landed straight into the destination (arena memory, shared) and another CRCs the
- * ciphertext and hashes the plaintext right behind it.
+ * file or disk image): while the store still reads the chunk in pieces, one worker CRCs and
+ * decrypts what has landed straight into the destination (arena memory, shared) and another
+ * hashes the plaintext right behind it.
  *
  * Why: done one after the other, a cold 4 MiB chunk costs its read (~2.5 ms here), CRC (0.8 ms),
  * AES-GCM (1.5 ms) and SHA-256 (2.5 ms), and a random 4 KiB read of a cold chunk waits for all
@@ -63,8 +63,8 @@ async function run(
   const arriving = lease.arriving!;
   const data = lease.data;
   const size = data.length - ENCRYPTED_HEADER_SIZE;
-  // Index 0: plaintext bytes decrypted (see StreamStageCommon).
-  const progress = new Int32Array(new SharedArrayBuffer(4));
+  // Plaintext bytes decrypted, and what the hashing stage waits for (see StreamStageCommon).
+  const progress = new Int32Array(new SharedArrayBuffer(8));
   const common = { id: 0, data, plain: dest, progress, size };
   const decrypted = stages.decrypt({ ...common, type: 'decrypt-stream', filled: arriving.filled, key: crypt.encKey });
   const hashed = stages.digest({ ...common, type: 'digest-stream', idKey: crypt.idKey });
@@ -80,7 +80,7 @@ async function run(
   if (dig.status === 'rejected') throw dig.reason;
   if (!('tagOk' in dec.value) || !('digest' in dig.value)) throw new Error(`pipelined decode of ${job.name} stopped without a result`);
   const stored = data.readUInt32LE(8);
-  if (dig.value.crc !== stored) throw crcMismatchError(job.name, stored, dig.value.crc);
+  if (dec.value.crc !== stored) throw crcMismatchError(job.name, stored, dec.value.crc);
   if (!dec.value.tagOk) throw tagMismatchError(job.name, crypt);
   if (!bytesEqual(dig.value.digest, job.digest)) throw digestMismatchError(job.name, job.digest, dig.value.digest);
 }

@@ -23,7 +23,16 @@ export const STEP_BYTES = 64 * 1024;
  */
 const STALL_MS = 120_000;
 
+/** progress[DECRYPTED]: plaintext bytes decrypted (-1: gave up); progress[WANTED]: what the hashing stage waits for. */
 const DECRYPTED = 0;
+const WANTED = 1;
+/**
+ * The hashing stage, once it has caught up, sleeps until this much more is decrypted: it is the
+ * faster stage, and woken for every step it spent more CPU on wake-ups than on hashing (1 GiB
+ * read through the mount: +0.4-0.8 s of CPU). The tail after the last decryption stays short
+ * (~0.15 ms of hashing).
+ */
+const HASH_BATCH_BYTES = 256 * 1024;
 
 /** Waits until cell[i] >= atLeast or is negative (the other side gave up); returns its value. */
 function waitFor(cell: Int32Array, i: number, atLeast: number, what: string): number {
@@ -41,10 +50,25 @@ function publish(cell: Int32Array, i: number, value: number): void {
   Atomics.notify(cell, i);
 }
 
-export type DecryptResult = { tagOk: boolean } | { aborted: true };
-export type DigestResult = { digest: Buffer; crc: number } | { aborted: true };
+/**
+ * Publishes decryption progress, waking the hashing stage only once it has what it waits for.
+ * With sequentially consistent atomics on both sides (it stores WANTED, then reads DECRYPTED;
+ * this stores DECRYPTED, then reads WANTED) no wake-up is lost.
+ */
+function publishDecrypted(progress: Int32Array, done: number): void {
+  Atomics.store(progress, DECRYPTED, done);
+  if (done >= Atomics.load(progress, WANTED)) Atomics.notify(progress, DECRYPTED);
+}
 
-/** Stage one: decrypts into `m.plain` as the ciphertext arrives. */
+export type DecryptResult = { tagOk: boolean; crc: number } | { aborted: true };
+export type DigestResult = { digest: Buffer } | { aborted: true };
+
+/**
+ * Stage one: as the ciphertext arrives, CRCs it (the blob's CRC covers the bytes after the
+ * header) and decrypts it into `m.plain`. The CRC is here, not with the hashing: SHA-256 alone
+ * (~1.6 GB/s here) keeps pace with the disk (~1.4 GB/s), SHA-256 and CRC together (~1.2 GB/s)
+ * did not, and AES-GCM with CRC (~1.8 GB/s) still does.
+ */
 export function runDecryptStage(m: DecryptStreamMessage): DecryptResult {
   const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
   const { plain: dest, progress } = m;
@@ -55,17 +79,20 @@ export function runDecryptStage(m: DecryptStreamMessage): DecryptResult {
     const tag = data.subarray(UNENCRYPTED_HEADER_SIZE + IV_SIZE, ENCRYPTED_HEADER_SIZE);
     const decipher = createDecipheriv('aes-256-gcm', m.key, iv);
     decipher.setAuthTag(tag);
+    let crc = 0;
     let done = 0;
     while (done < m.size) {
       const n = Math.min(STEP_BYTES, m.size - done);
       if (waitFor(m.filled, 0, ENCRYPTED_HEADER_SIZE + done + n, 'chunk read') < 0) return abort(progress);
       const at = ENCRYPTED_HEADER_SIZE + done;
-      const out = decipher.update(data.subarray(at, at + n));
+      const ciphertext = data.subarray(at, at + n);
+      crc = crc32(ciphertext, crc);
+      const out = decipher.update(ciphertext);
       // GCM is a stream mode: OpenSSL returns exactly as many bytes as it was given.
       if (out.length !== n) throw new Error(`AES-GCM returned ${out.length} bytes for ${n}`);
       dest.set(out, done);
       done += n;
-      publish(progress, DECRYPTED, done);
+      publishDecrypted(progress, done);
     }
     let tagOk = true;
     try {
@@ -73,7 +100,7 @@ export function runDecryptStage(m: DecryptStreamMessage): DecryptResult {
     } catch {
       tagOk = false;
     }
-    return { tagOk };
+    return { tagOk, crc };
   } catch (e) {
     abort(progress); // the hashing stage must not wait for bytes that never come
     throw e;
@@ -86,24 +113,22 @@ function abort(progress: Int32Array): { aborted: true } {
 }
 
 /**
- * Stage two: as plaintext is decrypted, CRCs the ciphertext it came from (the blob's CRC covers
- * the bytes after the header) and hashes the plaintext, then the id key, if given. Takes all
- * that is ready at each wake-up, so a slower decryption costs few wake-ups.
+ * Stage two: hashes the plaintext as it is decrypted, then the id key, if given. Takes all that
+ * is ready at each wake-up, and sleeps for HASH_BATCH_BYTES more at a time.
  */
 export function runDigestStage(m: DigestStreamMessage): DigestResult {
-  const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
   const { plain, progress } = m;
   const h = createHash('sha256');
-  let crc = 0;
   let done = 0;
   while (done < m.size) {
-    const ready = waitFor(progress, DECRYPTED, Math.min(m.size, done + STEP_BYTES), 'chunk decryption');
+    const want = Math.min(m.size, done + HASH_BATCH_BYTES);
+    Atomics.store(progress, WANTED, want);
+    const ready = waitFor(progress, DECRYPTED, want, 'chunk decryption');
     if (ready < 0) return { aborted: true };
     const to = Math.min(ready, m.size);
-    crc = crc32(data.subarray(ENCRYPTED_HEADER_SIZE + done, ENCRYPTED_HEADER_SIZE + to), crc);
     h.update(plain.subarray(done, to));
     done = to;
   }
   if (m.idKey !== undefined) h.update(m.idKey);
-  return { digest: h.digest(), crc };
+  return { digest: h.digest() };
 }

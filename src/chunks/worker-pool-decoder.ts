@@ -110,7 +110,7 @@ export class WorkerPoolDecoder {
   }
 
   /** The decoder to give to a ChunkReader. */
-  readonly decoder: ChunkDecoder = async (raw: Buffer, job: ChunkDecodeJob): Promise<Buffer> => {
+  readonly decoder: ChunkDecoder = async (raw: Buffer, job: ChunkDecodeJob, dest?: Buffer): Promise<Buffer> => {
     // Least busy worker.
     let slot = this.slots[0]!;
     for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s;
@@ -123,6 +123,8 @@ export class WorkerPoolDecoder {
       cryptMode: job.cryptMode,
       name: job.name,
       ...(job.crypt ? { key: job.crypt.encKey } : {}),
+      // Only shared memory can be written by the worker; other memory would arrive as a copy.
+      ...(dest !== undefined && dest.buffer instanceof SharedArrayBuffer ? { dest } : {}),
     };
     // Move large raw buffers that own their memory instead of copying them (the reader does not
     // use `raw` after decoding).
@@ -130,6 +132,7 @@ export class WorkerPoolDecoder {
     const ab = raw.buffer;
     const transfer = ab instanceof ArrayBuffer && raw.length >= 65536 && raw.byteOffset === 0 && ab.byteLength === raw.length ? [ab] : [];
     const m = await this.send(slot, msg, transfer);
+    if ('intoDest' in m && msg.dest !== undefined) return dest!;
     if (!('plain' in m)) throw new Error('chunk decode worker: unexpected answer to a decode');
     return Buffer.from(m.plain.buffer, m.plain.byteOffset, m.plain.byteLength);
   };

@@ -13,12 +13,14 @@ export interface DecodeRequestMessage {
   name: string;
   /** The 32-byte encryption key, when the reader has one. */
   key?: Uint8Array;
+  /** Shared memory of exactly expectedSize bytes to decode into (see ChunkDecoder). */
+  dest?: Uint8Array;
 }
 
 /**
  * The stages of a pipelined decode (see pipelined-decode.ts) share `progress` (shared memory):
  * index 0 counts the plaintext bytes decrypted into `plain`, or is -1 once the decrypting side
- * gave up. `data` is the whole blob as it arrives (its front holds the header: CRC, IV and tag);
+ * gave up; index 1 is how far the hashing side waits for (it is woken only then). `data` is the whole blob as it arrives (its front holds the header: CRC, IV and tag);
  * `plain` is the destination, shared memory of exactly `size` bytes.
  */
 export interface StreamStageCommon {
@@ -30,14 +32,14 @@ export interface StreamStageCommon {
   size: number;
 }
 
-/** First stage: decrypt the ciphertext as it arrives in `data` (its first `filled[0]` bytes are there). */
+/** First stage: CRC and decrypt the ciphertext as it arrives in `data` (its first `filled[0]` bytes are there). */
 export interface DecryptStreamMessage extends StreamStageCommon {
   type: 'decrypt-stream';
   filled: Int32Array;
   key: Uint8Array;
 }
 
-/** Second stage: CRC the ciphertext and hash the plaintext as it is decrypted (then the id key, if given). */
+/** Second stage: hash the plaintext as it is decrypted (then the id key, if given). */
 export interface DigestStreamMessage extends StreamStageCommon {
   type: 'digest-stream';
   idKey?: Uint8Array;
@@ -47,9 +49,11 @@ export type WorkerRequestMessage = DecodeRequestMessage | DecryptStreamMessage |
 
 export type DecodeResponseMessage =
   | { id: number; ok: true; plain: Uint8Array }
-  /** decrypt-stream: whether the GCM tag matched. digest-stream: the digest and the ciphertext's CRC. */
-  | { id: number; ok: true; tagOk: boolean }
-  | { id: number; ok: true; digest: Uint8Array; crc: number }
+  /** decode: the plaintext is in the request's `dest`. */
+  | { id: number; ok: true; intoDest: true }
+  /** decrypt-stream: whether the GCM tag matched, and the ciphertext's CRC. digest-stream: the digest. */
+  | { id: number; ok: true; tagOk: boolean; crc: number }
+  | { id: number; ok: true; digest: Uint8Array }
   /** A stream stage that stopped because the other side gave up (read error, failed stage). */
   | { id: number; ok: true; aborted: true }
   | { id: number; ok: false; kind: ErrorKind | 'bug'; message: string; file?: string | undefined };

@@ -58,6 +58,11 @@ export class CryptConfig {
     return aesGcmDecrypt(this.encKey, iv, tag, ciphertext, file);
   }
 
+  /** decrypt() into `out`, exactly as long as the ciphertext (see aesGcmDecryptInto). */
+  decryptInto(iv: Uint8Array, tag: Uint8Array, ciphertext: Uint8Array, out: Uint8Array, file?: string): void {
+    aesGcmDecryptInto(this.encKey, iv, tag, ciphertext, out, file);
+  }
+
   /** "58:08:fe:07:60:20:9d:51" style short fingerprint, for messages. */
   shortFingerprint(): string {
     return formatFingerprint(this.fingerprint, 'short');
@@ -85,16 +90,47 @@ export function aesGcmDecrypt(
   ciphertext: Uint8Array,
   file?: string,
 ): Buffer {
+  const out = Buffer.allocUnsafeSlow(ciphertext.length);
+  aesGcmDecryptInto(key, iv, tag, ciphertext, out, file);
+  return out;
+}
+
+/**
+ * Plaintext OpenSSL produces per call when decrypting in steps. Node hands each call's output
+ * back as a new buffer; in small steps those come from reused heap memory, while one call for a
+ * whole 4 MiB chunk gets fresh pages every time. Measured on this project's VM (AES-256-GCM,
+ * 4 MiB, single thread): one call ~330 MB/s; 64 KiB steps into a fresh buffer ~740 MB/s, into
+ * reused memory 1.1-2.6 GB/s (16 KiB steps: ~1.1 GB/s, per-call overhead).
+ */
+export const DECRYPT_STEP_BYTES = 64 * 1024;
+
+/**
+ * Authenticated decryption into `out` (exactly as long as the ciphertext), in steps of
+ * DECRYPT_STEP_BYTES; a tag mismatch (wrong key or damaged data) is a CryptoError. On failure
+ * `out` holds unauthenticated bytes: callers must not use it.
+ */
+export function aesGcmDecryptInto(
+  key: Uint8Array,
+  iv: Uint8Array,
+  tag: Uint8Array,
+  ciphertext: Uint8Array,
+  out: Uint8Array,
+  file?: string,
+): void {
   const ctx = file !== undefined ? { file } : {};
   if (iv.length !== IV_SIZE || tag.length !== TAG_SIZE) {
     throw new CryptoError(`AES-GCM needs a ${IV_SIZE}-byte IV and a ${TAG_SIZE}-byte tag`, ctx);
   }
+  if (out.length !== ciphertext.length) throw new RangeError(`decryption needs ${ciphertext.length} bytes of room, got ${out.length}`);
   try {
     const d = createDecipheriv('aes-256-gcm', key, iv);
     d.setAuthTag(tag);
-    const head = d.update(ciphertext);
-    const tail = d.final();
-    return tail.length === 0 ? head : Buffer.concat([head, tail]);
+    for (let at = 0; at < ciphertext.length; at += DECRYPT_STEP_BYTES) {
+      const part = d.update(ciphertext.subarray(at, at + DECRYPT_STEP_BYTES));
+      // GCM is a stream mode: every call returns exactly as many bytes as it was given.
+      out.set(part, at);
+    }
+    d.final(); // checks the tag; GCM has no tail
   } catch (e) {
     throw new CryptoError('decryption failed: authentication tag mismatch (wrong key or damaged data)', {
       ...ctx,

@@ -260,3 +260,97 @@ describe('hostile blobs', () => {
     expect(() => encodeBlob(Buffer.alloc(128 * 1024 * 1024 + 1), { compress: false })).toThrow(LimitError);
   });
 });
+
+describe('decoding into given memory (opts.into)', () => {
+  const name = 'chunk into-test';
+  /** Shared memory of n bytes, as the chunk reader's arena hands out. */
+  const arena = (n: number): Buffer => Buffer.from(new SharedArrayBuffer(n + 64), 32, n);
+  /** Class and words of a failure, or 'ok'. */
+  const outcome = (f: () => unknown): string => {
+    try {
+      f();
+      return 'ok';
+    } catch (e) {
+      return `${(e as Error).constructor.name}: ${(e as Error).message}`;
+    }
+  };
+
+  it('every vector blob decodes into exactly the memory given, with the same bytes', () => {
+    for (const e of expected) {
+      const raw = read(e.file);
+      const plainFile = read(e.plaintext_file);
+      const h = parseBlobHeader(raw, e.file);
+      const into = arena(plainFile.length);
+      const got = decodeBlob(raw, { name: e.file, crypt, expectedCryptMode: h.encrypted ? 'encrypt' : 'none', expectedSize: plainFile.length, into });
+      expect(got.equals(plainFile)).toBe(true);
+      if (plainFile.length > 0) {
+        expect(got.buffer).toBe(into.buffer);
+        expect(got.byteOffset).toBe(into.byteOffset);
+      }
+    }
+  });
+
+  it('property: the same plaintext with and without `into`, for every kind of blob', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 300_000 }), fc.boolean(), fc.boolean(), (bytes, keyed, repetitive) => {
+        const data = repetitive ? Buffer.alloc(bytes.length, bytes[0]) : Buffer.from(bytes);
+        const raw = encodeBlob(data, { ...(keyed ? { crypt } : {}), compress: true });
+        const opts = { name, crypt, expectedSize: data.length };
+        const into = arena(data.length);
+        const got = decodeBlob(raw, { ...opts, into });
+        expect(got.equals(data)).toBe(true);
+        expect(got.buffer).toBe(into.buffer);
+        expect(decodeBlob(raw, opts).equals(data)).toBe(true);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('fails with the same error, class and words, as without `into`', () => {
+    const data = Buffer.from('pbsfs '.repeat(20_000));
+    const cases: [string, Buffer, number, CryptConfig | undefined, boolean][] = [];
+    for (const keyed of [false, true]) {
+      const c = keyed ? crypt : undefined;
+      for (const compress of [false, true]) {
+        const raw = encodeBlob(data, { ...(c ? { crypt: c } : {}), compress });
+        cases.push([`${keyed ? 'encrypted' : 'plain'} ${compress ? 'compressed' : 'raw'}: too small`, raw, data.length - 1, c, true]);
+        cases.push([`${keyed ? 'encrypted' : 'plain'} ${compress ? 'compressed' : 'raw'}: too large`, raw, data.length + 1, c, true]);
+        const flipped = Buffer.from(raw);
+        flipped[flipped.length - 7]! ^= 0x20;
+        cases.push([`${keyed ? 'encrypted' : 'plain'} ${compress ? 'compressed' : 'raw'}: flipped, no CRC check`, flipped, data.length, c, false]);
+        if (keyed) cases.push([`wrong key, ${compress ? 'compressed' : 'raw'}`, raw, data.length, otherCrypt, true]);
+      }
+    }
+    // A compressed payload cut short (its CRC fixed, so the decoder meets the truncated frame).
+    const z = zstdCompress(data, 1);
+    const cut = z.subarray(0, z.length - 40);
+    const truncated = Buffer.concat([COMPRESSED_BLOB_MAGIC, Buffer.alloc(4), cut]);
+    truncated.writeUInt32LE(crc32(cut), 8);
+    cases.push(['truncated zstd frame', truncated, data.length, undefined, true]);
+    // Two frames back to back decode as one plaintext; one byte more than expected is refused.
+    const two = Buffer.concat([zstdCompress(data.subarray(0, 1000), 1), zstdCompress(data.subarray(1000), 1)]);
+    const twoFrames = Buffer.concat([COMPRESSED_BLOB_MAGIC, Buffer.alloc(4), two]);
+    twoFrames.writeUInt32LE(crc32(two), 8);
+    cases.push(['two frames', twoFrames, data.length, undefined, true]);
+    cases.push(['two frames, one byte short of room', twoFrames, data.length - 1, undefined, true]);
+    const succeeded: string[] = [];
+    for (const [what, raw, size, c, checkCrc] of cases) {
+      const opts = { name, ...(c ? { crypt: c } : {}), expectedSize: size, checkCrc };
+      const plainWay = outcome(() => decodeBlob(raw, opts));
+      const intoWay = outcome(() => decodeBlob(raw, { ...opts, into: arena(size) }));
+      expect(intoWay, what).toBe(plainWay);
+      if (plainWay === 'ok') succeeded.push(what);
+    }
+    // The intact two-frame blob, and a flip that no check covers (no CRC check, no digest).
+    expect(succeeded).toEqual(['plain raw: flipped, no CRC check', 'two frames']);
+  });
+
+  it('memory of another length is not used', () => {
+    const raw = encodeBlob(Buffer.alloc(5000, 7), { crypt, compress: true });
+    const wrong = arena(4999);
+    const got = decodeBlob(raw, { name, crypt, expectedSize: 5000, into: wrong });
+    expect(got.equals(Buffer.alloc(5000, 7))).toBe(true);
+    expect(got.buffer).not.toBe(wrong.buffer);
+    expect(() => decodeBlob(raw, { name, crypt, into: arena(5000) })).not.toThrow(); // no expected size: ignored
+  });
+});

@@ -12,6 +12,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { encodeBlob } from '../../src/blob/data-blob.js';
 import { ChunkReader, inlineChunkDecoder, type PipelinedDecoder } from '../../src/chunks/chunk-reader.js';
+import { WorkerPoolDecoder } from '../../src/chunks/worker-pool-decoder.js';
+import { CryptConfig } from '../../src/crypto/crypt-config.js';
+import { projectRoot } from '../helpers/paths.js';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { IntegrityError, NotFoundError } from '../../src/errors.js';
 import { DYNAMIC_INDEX_MAGIC, DynamicIndex } from '../../src/index/dynamic-index.js';
 import { IndexReadAt } from '../../src/index/index-read-at.js';
@@ -32,10 +37,10 @@ interface Archive {
  * Unencrypted chunks of random bytes in a store that lends them as already arrived (so the
  * reader takes its pipelined path), and the dynamic index of their concatenation.
  */
-function archive(sizes: number[]): Archive {
-  const plains = sizes.map((n) => randomBytes(n));
-  const digests = plains.map((p) => createHash('sha256').update(p).digest());
-  const blobs = new Map(plains.map((p, i) => [digests[i]!.toString('hex'), encodeBlob(p, { compress: false })]));
+function archive(sizes: number[], opts: { text?: boolean; crypt?: CryptConfig } = {}): Archive {
+  const plains = sizes.map((n) => (opts.text ? Buffer.from(randomBytes(Math.ceil(n / 4)).toString('base64').slice(0, n)) : randomBytes(n)));
+  const digests = plains.map((p) => (opts.crypt ? opts.crypt.computeDigest(p) : createHash('sha256').update(p).digest()));
+  const blobs = new Map(plains.map((p, i) => [digests[i]!.toString('hex'), encodeBlob(p, { compress: opts.text === true, ...(opts.crypt ? { crypt: opts.crypt } : {}) })]));
   const raw = Buffer.alloc(4096 + 40 * sizes.length);
   DYNAMIC_INDEX_MAGIC.copy(raw, 0);
   let end = 0;
@@ -173,5 +178,33 @@ describe('chunk reader arena', () => {
     holds.forEach((h, i) => expect(h.data.equals(a.plains[i]!)).toBe(true));
     for (const h of holds) h.release();
     expect(reader.arenaBytes).toBeLessThanOrEqual(MiB + 64 * 1024);
+  });
+
+  it('whole-chunk decodes (compressed, encrypted) write into the arena too, in-process and on worker threads', async () => {
+    const crypt = CryptConfig.fromKey(randomBytes(32));
+    const a = archive([MiB, 2 * MiB + 3, MiB, MiB, MiB, MiB, 300_000, 1000], { text: true, crypt });
+    const reqE = (i: number) => ({ ...req(a, i), cryptMode: 'encrypt' as const });
+    const pool = new WorkerPoolDecoder({ threads: 2, workerUrl: pathToFileURL(join(projectRoot, 'dist', 'src', 'chunks', 'decode-worker.js')) });
+    try {
+      for (const decoder of [inlineChunkDecoder, pool.decoder]) {
+        const reader = new ChunkReader(a.store, { crypt, cacheBytes: 2 * MiB, arena: true, decoder });
+        const held = await reader.hold(reqE(1));
+        expect(held.stable).toBe(false);
+        expect(held.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+        for (let i = 2; i < 8; i++) expect((await reader.get(reqE(i))).equals(a.plains[i]!)).toBe(true);
+        expect(held.data.equals(a.plains[1]!)).toBe(true);
+        held.release();
+        // Chunks under 256 KiB take ordinary memory.
+        expect((await reader.hold(reqE(7))).stable).toBe(true);
+        // A damaged chunk fails as it does without the arena, and gives its block back.
+        const raw = await a.store.get(a.digests[0]!);
+        raw[raw.length - 5]! ^= 1;
+        await expect(reader.get(reqE(0))).rejects.toThrow(/CRC32 mismatch/);
+        raw[raw.length - 5]! ^= 1;
+        expect(reader.arenaBytes).toBeLessThanOrEqual(reader.cachedBytes);
+      }
+    } finally {
+      await pool.close();
+    }
   });
 });

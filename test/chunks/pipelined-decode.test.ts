@@ -1,6 +1,6 @@
 /**
- * The pipelined decode of large encrypted, uncompressed chunks (read in pieces; decryption on one
- * worker, CRC and hashing on another): the same plaintext and the same errors as the whole-chunk
+ * The pipelined decode of large encrypted, uncompressed chunks (read in pieces; CRC and decryption
+ * on one worker, hashing on another): the same plaintext and the same errors as the whole-chunk
  * decoder, on a real directory store read with O_DIRECT where the disk allows it.
  */
 import { createHash, randomBytes } from 'node:crypto';

@@ -121,13 +121,14 @@ function parseId(v: string | undefined, what: string): number | undefined {
  */
 export function pinZeroChunks(inner: ChunkDecoder): ChunkDecoder {
   const pinned = new Map<string, { raw: Buffer; plain: Buffer }>();
-  return async (raw, job) => {
+  return async (raw, job, dest) => {
     const key = job.digest.toString('hex');
     const hit = pinned.get(key);
     if (hit !== undefined && hit.raw.equals(raw)) return hit.plain;
-    const plain = await inner(raw, job);
+    const plain = await inner(raw, job, dest);
     if (raw.length < 4096 && plain.length >= 65536 && pinned.size < 8 && isAllZero(plain)) {
-      pinned.set(key, { raw: Buffer.from(raw), plain });
+      // A copy: `plain` may be the reader's arena memory, which is reused once evicted.
+      pinned.set(key, { raw: Buffer.from(raw), plain: Buffer.alloc(plain.length) });
     }
     return plain;
   };
@@ -144,10 +145,10 @@ class Readers {
     private readonly decodeThreads: number,
   ) {}
   /** Chunk decoding off the thread that answers the kernel (started on first use). */
-  private readonly decoder: ChunkDecoder = pinZeroChunks((raw, job) => {
-    if (this.decodeThreads === 0) return inlineChunkDecoder(raw, job);
+  private readonly decoder: ChunkDecoder = pinZeroChunks((raw, job, dest) => {
+    if (this.decodeThreads === 0) return inlineChunkDecoder(raw, job, dest);
     this.pool ??= new WorkerPoolDecoder({ threads: this.decodeThreads });
-    return this.pool.decoder(raw, job);
+    return this.pool.decoder(raw, job, dest);
   });
   /** Large encrypted chunks decode on two threads while they are read (see pipelined-decode.ts). */
   private readonly pipelined: PipelinedDecoder = (lease, job, dest) => {
@@ -164,6 +165,8 @@ class Readers {
       r = new ChunkReader(this.ds.chunkStore, {
         ...(crypt ? { crypt } : {}),
         cacheBytes: this.cacheBytes,
+        // The mount releases what it holds as soon as a reply is written.
+        arena: true,
         decoder: this.decoder,
         ...(this.decodeThreads >= 2 ? { pipelined: this.pipelined } : {}),
       });
