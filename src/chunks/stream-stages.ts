@@ -7,7 +7,6 @@
 import { createDecipheriv, createHash } from 'node:crypto';
 import { IV_SIZE } from '../crypto/crypt-config.js';
 import { ENCRYPTED_HEADER_SIZE, UNENCRYPTED_HEADER_SIZE } from '../blob/data-blob.js';
-import { crc32 } from '../util/crc32.js';
 import type { DecryptStreamMessage, DigestStreamMessage } from './worker-protocol.js';
 
 /**
@@ -60,15 +59,10 @@ function publishDecrypted(progress: Int32Array, done: number): void {
   if (done >= Atomics.load(progress, WANTED)) Atomics.notify(progress, DECRYPTED);
 }
 
-export type DecryptResult = { tagOk: boolean; crc: number } | { aborted: true };
+export type DecryptResult = { tagOk: boolean } | { aborted: true };
 export type DigestResult = { digest: Buffer } | { aborted: true };
 
-/**
- * Stage one: as the ciphertext arrives, CRCs it (the blob's CRC covers the bytes after the
- * header) and decrypts it into `m.plain`. The CRC is here, not with the hashing: SHA-256 alone
- * (~1.6 GB/s here) keeps pace with the disk (~1.4 GB/s), SHA-256 and CRC together (~1.2 GB/s)
- * did not, and AES-GCM with CRC (~1.8 GB/s) still does.
- */
+/** Stage one: decrypts the ciphertext into `m.plain` as it arrives. */
 export function runDecryptStage(m: DecryptStreamMessage): DecryptResult {
   const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
   const { plain: dest, progress } = m;
@@ -79,15 +73,12 @@ export function runDecryptStage(m: DecryptStreamMessage): DecryptResult {
     const tag = data.subarray(UNENCRYPTED_HEADER_SIZE + IV_SIZE, ENCRYPTED_HEADER_SIZE);
     const decipher = createDecipheriv('aes-256-gcm', m.key, iv);
     decipher.setAuthTag(tag);
-    let crc = 0;
     let done = 0;
     while (done < m.size) {
       const n = Math.min(STEP_BYTES, m.size - done);
       if (waitFor(m.filled, 0, ENCRYPTED_HEADER_SIZE + done + n, 'chunk read') < 0) return abort(progress);
       const at = ENCRYPTED_HEADER_SIZE + done;
-      const ciphertext = data.subarray(at, at + n);
-      crc = crc32(ciphertext, crc);
-      const out = decipher.update(ciphertext);
+      const out = decipher.update(data.subarray(at, at + n));
       // GCM is a stream mode: OpenSSL returns exactly as many bytes as it was given.
       if (out.length !== n) throw new Error(`AES-GCM returned ${out.length} bytes for ${n}`);
       dest.set(out, done);
@@ -100,7 +91,7 @@ export function runDecryptStage(m: DecryptStreamMessage): DecryptResult {
     } catch {
       tagOk = false;
     }
-    return { tagOk, crc };
+    return { tagOk };
   } catch (e) {
     abort(progress); // the hashing stage must not wait for bytes that never come
     throw e;

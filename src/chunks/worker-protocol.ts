@@ -52,7 +52,7 @@ export type DecodeResponseMessage =
   /** decode: the plaintext is in the request's `dest`. */
   | { id: number; ok: true; intoDest: true }
   /** decrypt-stream: whether the GCM tag matched, and the ciphertext's CRC. digest-stream: the digest. */
-  | { id: number; ok: true; tagOk: boolean; crc: number }
+  | { id: number; ok: true; tagOk: boolean }
   | { id: number; ok: true; digest: Uint8Array }
   /** A stream stage that stopped because the other side gave up (read error, failed stage). */
   | { id: number; ok: true; aborted: true }

@@ -36,6 +36,7 @@ export class ProgressiveRead {
   readonly done: Promise<void>;
   /** Resolves once the first piece is in memory (or the read is over); rejects like `done` if it fails first. */
   readonly started: Promise<void>;
+  private readonly followers: ((start: number, end: number) => void)[] = [];
   private readonly pieceDone: Uint8Array;
   private prefixPieces = 0;
   private nextPiece = 0;
@@ -74,6 +75,13 @@ export class ProgressiveRead {
     if (pieces === 0) this.markStarted();
   }
 
+  /** See ArrivingChunk.follow. */
+  follow(fn: (start: number, end: number) => void): void {
+    const now = Atomics.load(this.filled, 0);
+    if (now > 0) fn(0, now);
+    this.followers.push(fn);
+  }
+
   private async lane(): Promise<void> {
     const pieceBytes = this.opts.pieceBytes;
     while (this.failure === undefined && this.nextPiece < this.pieceDone.length) {
@@ -109,8 +117,15 @@ export class ProgressiveRead {
     const before = this.prefixPieces;
     while (this.prefixPieces < this.pieceDone.length && this.pieceDone[this.prefixPieces] === 1) this.prefixPieces++;
     if (this.prefixPieces === before) return;
-    Atomics.store(this.filled, 0, Math.min(this.size, this.prefixPieces * this.opts.pieceBytes));
+    const from = Atomics.load(this.filled, 0);
+    const to = Math.min(this.size, this.prefixPieces * this.opts.pieceBytes);
+    Atomics.store(this.filled, 0, to);
     Atomics.notify(this.filled, 0);
+    try {
+      for (const f of this.followers) f(from, to);
+    } catch (e) {
+      this.fail(e);
+    }
     if (this.markStarted !== undefined) {
       this.markStarted();
       this.markStarted = undefined;

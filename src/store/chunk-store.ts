@@ -46,6 +46,8 @@ export interface ArrivingChunk {
    * every change).
    */
   readonly filled: Int32Array;
+  /** Calls fn(start, end) at once for the bytes read so far and then, in order, for each new span. */
+  follow(fn: (start: number, end: number) => void): void;
   /** Settles when the read is over: resolves once all of `data` is read, or rejects with the read error. */
   readonly done: Promise<void>;
 }

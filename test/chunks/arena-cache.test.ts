@@ -61,7 +61,7 @@ function archive(sizes: number[], opts: { text?: boolean; crypt?: CryptConfig } 
       const data = Buffer.from(blob(d));
       const filled = new Int32Array(new SharedArrayBuffer(4));
       filled[0] = data.length;
-      return { data, release: () => undefined, arriving: { filled, done: Promise.resolve() } };
+      return { data, release: () => undefined, arriving: { filled, follow: (fn) => fn(0, data.length), done: Promise.resolve() } };
     },
   };
   return { store, plains, digests, index: DynamicIndex.parse(raw, 'arena.didx'), stream: Buffer.concat(plains) };

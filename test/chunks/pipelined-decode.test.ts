@@ -1,6 +1,6 @@
 /**
- * The pipelined decode of large encrypted, uncompressed chunks (read in pieces; CRC and decryption
- * on one worker, hashing on another): the same plaintext and the same errors as the whole-chunk
+ * The pipelined decode of large encrypted, uncompressed chunks (read in pieces, CRC on the main
+ * thread, decryption on one worker and hashing on another): the same plaintext and the same errors as the whole-chunk
  * decoder, on a real directory store read with O_DIRECT where the disk allows it.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -174,7 +174,7 @@ describe('pipelined chunk decode', () => {
         return Promise.resolve({
           data,
           release: () => undefined,
-          arriving: { filled, done },
+          arriving: { filled, done, follow: (fn) => fn(0, half) },
         });
       },
     };

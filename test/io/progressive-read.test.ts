@@ -54,6 +54,22 @@ describe('ProgressiveRead', () => {
     expect(h.closed()).toBe(true);
   });
 
+  it('tells every follower of each new span, in order, from the start to the end', async () => {
+    const bytes = randomBytes(10 * PIECE + 123);
+    const buf = Buffer.alloc(11 * PIECE);
+    const r = new ProgressiveRead(fakeHandle(bytes).fh, buf, bytes.length, { pieceBytes: PIECE, lanes: 3, wrapError: (e) => e as Error });
+    await r.started;
+    const spans: [number, number][] = [];
+    r.follow((s, e) => {
+      expect(buf.subarray(s, e).equals(bytes.subarray(s, e))).toBe(true);
+      spans.push([s, e]);
+    });
+    await r.done;
+    expect(spans[0]![0]).toBe(0);
+    for (let i = 1; i < spans.length; i++) expect(spans[i]![0]).toBe(spans[i - 1]![1]);
+    expect(spans.at(-1)![1]).toBe(bytes.length);
+  });
+
   it('a failed piece turns filled to -1 and rejects done with the wrapped error, after every request settled', async () => {
     const bytes = randomBytes(12 * PIECE);
     const h = fakeHandle(bytes, { failAt: 5 * PIECE });
