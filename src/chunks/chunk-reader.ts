@@ -156,7 +156,7 @@ export class ChunkReader {
     return this.cache?.calculatedSize ?? 0;
   }
 
-  /** Arena bytes lent out (cached pipelined chunks, and those being decoded or held). */
+  /** Arena bytes lent out: cached arena chunks, and those being decoded or still held after eviction. */
   get arenaBytes(): number {
     return this.arena?.usedBytes ?? 0;
   }

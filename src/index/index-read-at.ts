@@ -110,7 +110,12 @@ export class IndexReadAt implements ReadAt {
     const digest = this.index.digest(i);
     try {
       const h = await this.reader.hold({ digest, expectedSize: end - start, cryptMode: this.cryptMode });
-      for (const o of this.observers) o(i, start, h.data);
+      try {
+        for (const o of this.observers) o(i, start, h.data);
+      } catch (e) {
+        h.release(); // a failing observer must not leave the chunk pinned
+        throw e;
+      }
       return h;
     } catch (e) {
       if (this.damage !== undefined && isChunkDamage(e)) {
