@@ -1,13 +1,12 @@
 /**
  * Pipelined decoding of one large encrypted, uncompressed chunk (the blocks of an incompressible
- * file or disk image): while the store still reads the chunk in pieces, one worker CRCs and
- * decrypts what has landed straight into the destination (arena memory, shared) and another
- * hashes the plaintext right behind it.
+ * file or disk image): while the store still reads the chunk in pieces, the main thread CRCs
+ * what has landed, one worker decrypts it straight into the destination (arena memory, shared)
+ * and another hashes the plaintext right behind it.
  *
  * Why: done one after the other, a cold 4 MiB chunk costs its read (~2.5 ms here), CRC (0.8 ms),
  * AES-GCM (1.5 ms) and SHA-256 (2.5 ms), and a random 4 KiB read of a cold chunk waits for all
- * of it. Overlapped, it waits for about the slowest stage plus one step of the others. The main
- * thread, which answers the kernel, does none of this work.
+ * of it. Overlapped, it waits for about the slowest stage plus one step of the others.
  *
  * Every check of the whole-chunk decoder still happens, in the same order and with the same
  * errors (CRC, GCM tag, size, digest); nothing is returned before all of them pass.

@@ -5,17 +5,10 @@
  * message per piece.
  */
 import { createDecipheriv, createHash } from 'node:crypto';
-import { IV_SIZE } from '../crypto/crypt-config.js';
+import { DECRYPT_STEP_BYTES, IV_SIZE } from '../crypto/crypt-config.js';
 import { ENCRYPTED_HEADER_SIZE, UNENCRYPTED_HEADER_SIZE } from '../blob/data-blob.js';
 import type { DecryptStreamMessage, DigestStreamMessage } from './worker-protocol.js';
 
-/**
- * Plaintext decrypted at a time. Small, so the hashing stage's tail after the last decryption
- * is short and it reads the plaintext while it is still in the CPU cache; and below glibc's
- * 128 KiB mmap threshold, so OpenSSL's output buffer for each step is reused heap memory
- * rather than freshly mapped pages.
- */
-export const STEP_BYTES = 64 * 1024;
 /**
  * A stage waiting this long for bytes gives up: the other side is gone (a crashed thread) or
  * the disk has stopped answering. Far beyond any healthy read of one chunk.
@@ -75,7 +68,9 @@ export function runDecryptStage(m: DecryptStreamMessage): DecryptResult {
     decipher.setAuthTag(tag);
     let done = 0;
     while (done < m.size) {
-      const n = Math.min(STEP_BYTES, m.size - done);
+      // The same steps as every other decryption (see DECRYPT_STEP_BYTES); small ones also keep
+      // the hashing stage's tail short and let it read the plaintext while it is still cached.
+      const n = Math.min(DECRYPT_STEP_BYTES, m.size - done);
       if (waitFor(m.filled, 0, ENCRYPTED_HEADER_SIZE + done + n, 'chunk read') < 0) return abort(progress);
       const at = ENCRYPTED_HEADER_SIZE + done;
       const out = decipher.update(data.subarray(at, at + n));
