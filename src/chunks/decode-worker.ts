@@ -8,7 +8,7 @@ import { CryptConfig } from '../crypto/crypt-config.js';
 import { isPbsfsError } from '../errors.js';
 import { inlineChunkDecoder, isSameMemory } from './chunk-decoder.js';
 import { runDecryptStage, runDigestStage } from './stream-stages.js';
-import type { DecodeRequestMessage, DecodeResponseMessage, WorkerRequestMessage } from './worker-protocol.js';
+import type { DecodeRequestMessage, DecodeResponseMessage, WorkerReadyMessage, WorkerRequestMessage } from './worker-protocol.js';
 
 const crypts = new Map<string, CryptConfig>();
 
@@ -46,6 +46,8 @@ if (port) {
       port.postMessage(reply); // untransferable (pooled) memory: copy
     }
   });
+  // The pool decodes on its own thread until this arrives (a worker takes ~100 ms to start).
+  port.postMessage({ ready: true } satisfies WorkerReadyMessage);
 }
 
 function decode(m: DecodeRequestMessage, transfer: ArrayBuffer[]): DecodeResponseMessage {

@@ -18,9 +18,9 @@ import {
   type ErrorKind,
   type PbsfsError,
 } from '../errors.js';
-import type { ChunkDecoder, ChunkDecodeJob, PipelinedDecoder } from './chunk-decoder.js';
+import { inlineChunkDecoder, type ChunkDecoder, type ChunkDecodeJob, type PipelinedDecoder } from './chunk-decoder.js';
 import { pipelinedDecode, type StagePost } from './pipelined-decode.js';
-import type { DecodeRequestMessage, DecodeResponseMessage, WorkerRequestMessage } from './worker-protocol.js';
+import type { DecodeRequestMessage, DecodeResponseMessage, WorkerReadyMessage, WorkerRequestMessage } from './worker-protocol.js';
 
 const ERROR_CLASSES: Record<ErrorKind, new (problem: string) => PbsfsError> = {
   format: FormatError,
@@ -43,6 +43,8 @@ interface Pending {
 interface Slot {
   worker: Worker;
   pending: Map<number, Pending>;
+  /** The worker has loaded its modules and answers requests. */
+  ready: boolean;
 }
 
 export interface WorkerPoolOptions {
@@ -50,28 +52,39 @@ export interface WorkerPoolOptions {
   threads?: number;
   /** The compiled worker script (default: decode-worker.js next to this module). */
   workerUrl?: URL;
+  /**
+   * Decode on the calling thread while no worker has started yet (and skip pipelining until both
+   * have), instead of queueing behind their start-up (~100 ms each, more on a busy machine).
+   * For a short command or a mount's first directory listing that start-up is most of the wait.
+   */
+  inlineUntilReady?: boolean;
 }
 
 export class WorkerPoolDecoder {
   private readonly slots: Slot[] = [];
   private nextId = 1;
   private closed = false;
+  private readonly inlineUntilReady: boolean;
 
   constructor(opts: WorkerPoolOptions = {}) {
     const n = opts.threads ?? Math.max(1, Math.min(4, availableParallelism() - 1));
     const url = opts.workerUrl ?? new URL('./decode-worker.js', import.meta.url);
+    this.inlineUntilReady = opts.inlineUntilReady ?? false;
     for (let i = 0; i < n; i++) this.slots.push(this.spawn(url));
     if (n >= 2) {
+      const decrypting = this.slots[0]!;
+      const hashing = this.slots[1]!;
       const stages: { decrypt: StagePost; digest: StagePost } = {
-        decrypt: (msg) => this.send(this.slots[0]!, msg),
-        digest: (msg) => this.send(this.slots[1]!, msg),
+        decrypt: (msg) => this.send(decrypting, msg),
+        digest: (msg) => this.send(hashing, msg),
       };
-      this.pipelined = (lease, job, dest) => (this.closed ? undefined : pipelinedDecode(lease, job, dest, stages));
+      this.pipelined = (lease, job, dest) =>
+        this.closed || (this.inlineUntilReady && !(decrypting.ready && hashing.ready)) ? undefined : pipelinedDecode(lease, job, dest, stages);
     }
   }
 
   private spawn(url: URL): Slot {
-    const slot: Slot = { worker: undefined as unknown as Worker, pending: new Map() };
+    const slot: Slot = { worker: undefined as unknown as Worker, pending: new Map(), ready: false };
     this.start(slot, url);
     return slot;
   }
@@ -80,8 +93,13 @@ export class WorkerPoolDecoder {
   private start(slot: Slot, url: URL): void {
     const worker = new Worker(url);
     slot.worker = worker;
+    slot.ready = false;
     worker.unref();
-    worker.on('message', (m: DecodeResponseMessage) => {
+    worker.on('message', (m: DecodeResponseMessage | WorkerReadyMessage) => {
+      if ('ready' in m) {
+        slot.ready = true;
+        return;
+      }
       const p = slot.pending.get(m.id);
       if (!p) return;
       slot.pending.delete(m.id);
@@ -111,9 +129,13 @@ export class WorkerPoolDecoder {
 
   /** The decoder to give to a ChunkReader. */
   readonly decoder: ChunkDecoder = async (raw: Buffer, job: ChunkDecodeJob, dest?: Buffer): Promise<Buffer> => {
-    // Least busy worker.
-    let slot = this.slots[0]!;
-    for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s;
+    // Least busy worker (of those started, when decoding inline is allowed meanwhile).
+    let slot: Slot | undefined;
+    for (const s of this.slots) {
+      if (this.inlineUntilReady && !s.ready) continue;
+      if (slot === undefined || s.pending.size < slot.pending.size) slot = s;
+    }
+    if (slot === undefined) return inlineChunkDecoder(raw, job, dest);
     const msg: DecodeRequestMessage = {
       type: 'decode',
       id: 0,
@@ -144,6 +166,11 @@ export class WorkerPoolDecoder {
    * one behind itself, so stages cannot deadlock.
    */
   readonly pipelined: PipelinedDecoder | undefined;
+
+  /** Workers that have started and take requests. */
+  get readyWorkers(): number {
+    return this.slots.filter((s) => s.ready).length;
+  }
 
   private send(slot: Slot, msg: WorkerRequestMessage, transfer: ArrayBuffer[] = []): Promise<OkResponse> {
     if (this.closed) return Promise.reject(new Error('chunk decode pool is closed'));

@@ -47,6 +47,11 @@ export interface DigestStreamMessage extends StreamStageCommon {
 
 export type WorkerRequestMessage = DecodeRequestMessage | DecryptStreamMessage | DigestStreamMessage;
 
+/** Sent once by a worker when its modules have loaded and it takes requests. */
+export interface WorkerReadyMessage {
+  ready: true;
+}
+
 export type DecodeResponseMessage =
   | { id: number; ok: true; plain: Uint8Array }
   /** decode: the plaintext is in the request's `dest`. */

@@ -59,6 +59,28 @@ describe('WorkerPoolDecoder', () => {
     expect(createHash('sha256').update(await r3.get(req(enc))).digest('hex')).toBe(enc.plaintext_sha256);
   });
 
+  it('with inlineUntilReady, decodes on the calling thread until the workers have started', async () => {
+    const p = new WorkerPoolDecoder({ threads: 2, workerUrl, inlineUntilReady: true });
+    try {
+      const reader = new ChunkReader(new LocalChunkStore(datastoreDir), { crypt: key, decoder: p.decoder, cacheBytes: 0 });
+      const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+      // Worker start-up takes tens of milliseconds: these decodes cannot have waited for it.
+      expect(p.readyWorkers).toBe(0);
+      const early = await Promise.all(chunks.slice(0, 4).map((c) => reader.get(req(c))));
+      early.forEach((b, i) => expect(sha(b)).toBe(chunks[i]!.plaintext_sha256));
+      // No pipelining before both stages have a thread.
+      expect(p.pipelined).toBeDefined();
+      if (p.readyWorkers < 2) expect(p.pipelined!({} as never, {} as never, Buffer.alloc(0))).toBeUndefined();
+      const deadline = Date.now() + 20_000;
+      while (p.readyWorkers < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      expect(p.readyWorkers).toBe(2);
+      const late = await Promise.all(chunks.map((c) => reader.get(req(c))));
+      late.forEach((b, i) => expect(sha(b)).toBe(chunks[i]!.plaintext_sha256));
+    } finally {
+      await p.close();
+    }
+  });
+
   it('a closed pool refuses work', async () => {
     const p = new WorkerPoolDecoder({ threads: 1, workerUrl });
     await p.close();

@@ -6,12 +6,12 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promises as fsp, readFileSync, cpSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { dir } from 'tmp-promise';
-import { datastoreDir, keysDir, vectorsDir } from '../helpers/paths.js';
+import { cliPath, datastoreDir, keysDir, vectorsDir } from '../helpers/paths.js';
 import { MountTracker, cliEnv, runCli } from '../helpers/mount-cli.js';
 
 const run = promisify(execFile);
@@ -322,6 +322,28 @@ describe('mount lifecycle', () => {
     expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(mp);
     expect(stderr()).toMatch(/chunksFetched: \d+/);
     expect(stderr()).toMatch(/vfs\.opens: 1/);
+  });
+
+  it('SIGTERM sent the moment the mount appears (before it reports ready) still unmounts', async () => {
+    // The kernel shows the mount, and answers on it, a moment before the process reports it is
+    // mounted; a SIGTERM in between once killed the process outright and left a stale mount.
+    for (let round = 0; round < 6; round++) {
+      const mp = tracker.mountpoint();
+      const child = spawn(process.execPath, [cliPath, '--repository', datastoreDir, 'mount', '--foreground', plainVm.path, mp], {
+        env: cliEnv(),
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let err = '';
+      child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      const exited = new Promise<string>((r) => child.once('exit', (code, signal) => r(`${code}/${signal}`)));
+      const inMountinfo = (): boolean => readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${mp} `);
+      const deadline = Date.now() + 30_000;
+      while (!inMountinfo() && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+      expect(inMountinfo(), err).toBe(true);
+      child.kill('SIGTERM');
+      expect(await exited, err).toBe('0/null');
+      expect(inMountinfo(), `round ${round}: stale mount`).toBe(false);
+    }
   });
 });
 
