@@ -8,19 +8,20 @@ import { addGlobalOptions, reportError } from './context.js';
 import { registerCommands } from './commands/index.js';
 import { UsageError } from '../errors.js';
 
-export function buildProgram(): Command {
+/** The program with its global options and (of the commands) those that `args` may run. */
+export async function buildProgram(args?: readonly string[]): Promise<Command> {
   const program = new Command('pbsfs')
     .description('Mount, browse, restore and verify Proxmox Backup Server snapshots without a server')
     .version('0.1.0')
     .showHelpAfterError('(run pbsfs --help for usage)')
     .exitOverride();
   addGlobalOptions(program);
-  registerCommands(program);
+  await registerCommands(program, args);
   return program;
 }
 
 async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = await buildProgram(argv.slice(2));
   try {
     await program.parseAsync(argv);
   } catch (e) {

@@ -41,10 +41,10 @@ function allCommands(c: Command): Command[] {
 }
 
 describe('passphrases never in argv', () => {
-  it('no command or global option takes a passphrase, password or secret', () => {
+  it('no command or global option takes a passphrase, password or secret', async () => {
     // The global options and commands main.ts registers, without running main.
     const program = addGlobalOptions(new Command('pbsfs'));
-    registerCommands(program);
+    await registerCommands(program);
     const cmds = allCommands(program);
     expect(cmds.length).toBeGreaterThan(5);
     const offending: string[] = [];

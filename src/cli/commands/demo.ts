@@ -96,12 +96,7 @@ function cliArgs(): string[] {
   return [...process.execArgv, process.argv[1]!];
 }
 
-async function mountAndShow(program: Command, demo: DemoInfo, out: (s: string) => void): Promise<boolean> {
-  const hasMount = program.commands.some((c) => c.name() === 'mount');
-  if (!hasMount) {
-    out('(this build has no `pbsfs mount` yet; showing the snapshot read directly instead)');
-    return false;
-  }
+async function mountAndShow(demo: DemoInfo, out: (s: string) => void): Promise<boolean> {
   const mp = mkdtempSync(join(tmpdir(), 'pbsfs-demo-mnt-'));
   // the mount child needs the (public) demo passphrase; nothing else of ours
   const env = { ...childProcessEnv(), PBS_ENCRYPTION_PASSWORD: demo.passphrase };
@@ -141,10 +136,7 @@ async function mountAndShow(program: Command, demo: DemoInfo, out: (s: string) =
     const stats = spawnSync('getfattr', ['--only-values', '-n', 'user.pbsfs.stats', mp], { encoding: 'utf8', env: childProcessEnv() });
     out('\nmount statistics (getfattr -n user.pbsfs.stats on the mount):');
     out(stats.status === 0 && stats.stdout.trim() !== '' ? formatStats(stats.stdout) : statsFromWalk(mp));
-    // unmount: the CLI's own umount when it has one, else the FUSE helper
-    const um = program.commands.some((c) => c.name() === 'umount')
-      ? spawnSync(process.execPath, [...cliArgs(), 'umount', mp], { stdio: 'ignore', env: childProcessEnv() })
-      : spawnSync('fusermount', ['-u', mp], { stdio: 'ignore', env: childProcessEnv() });
+    const um = spawnSync(process.execPath, [...cliArgs(), 'umount', mp], { stdio: 'ignore', env: childProcessEnv() });
     if (um.status !== 0 && isMounted(mp)) spawnSync('umount', [mp], { stdio: 'ignore', env: childProcessEnv() });
     const code = await Promise.race([exited, sleep(10_000).then(() => 'timeout' as const)]);
     if (code === 'timeout') child.kill('SIGTERM');
@@ -254,7 +246,7 @@ export function register(program: Command): void {
     .option('--rebuild', 'create the demo datastore again even if a complete one exists', false)
     .option('--no-mount', 'do not mount; show the snapshot read directly')
     .action(
-      action(async (dirArg: string | undefined, opts: { rebuild: boolean; mount: boolean }, cmd: Command) => {
+      action(async (dirArg: string | undefined, opts: { rebuild: boolean; mount: boolean }) => {
         // `pbsfs demo | head` closes the pipe early: stop quietly
         process.stdout.on('error', (e: NodeJS.ErrnoException) => {
           if (e.code === 'EPIPE') process.exit(0);
@@ -272,8 +264,7 @@ export function register(program: Command): void {
           out(`  written:    ${c.chunks} chunks (${formatBytes(c.bytes)} of data, ${formatBytes(c.storedBytes)} stored compressed and encrypted)`);
         }
         out('');
-        const program = cmd.parent ?? cmd;
-        const mounted = opts.mount ? await mountAndShow(program, demo, out) : false;
+        const mounted = opts.mount ? await mountAndShow(demo, out) : false;
         if (!mounted) await showDirect(demo, out);
         const q = shellQuote;
         out('\nTo do this by hand:');
