@@ -173,9 +173,8 @@ export class PxarAccessor {
     return dir;
   }
 
-  /** Decodes the child described by table record `idx`. */
-  /** `remember`: keep the entry in the entry cache (lookups); listings hand theirs to the caller. */
-  private async childAt(dir: PxarDir, idx: number, r?: ItemReader, remember = true): Promise<PxarEntry> {
+  /** Where the child of table record `idx` starts, checked against its directory. */
+  private childRecord(dir: PxarDir, idx: number): { pos: number; size: bigint; recPos: number } {
     const rec = idx * GOODBYE_ITEM_SIZE;
     const recPos = dir.goodbyeStart + HEADER_SIZE + rec;
     const off = dir.table.readBigUInt64LE(rec + 8);
@@ -184,29 +183,46 @@ export class PxarAccessor {
     if (off === 0n || off > BigInt(dir.goodbyeStart - dir.entryStart - HEADER_SIZE)) {
       throw this.error(`goodbye record offset ${off} points outside its directory`, recPos);
     }
-    const pos = dir.goodbyeStart - Number(off);
-    const cached = this.entries.get(pos);
-    if (cached !== undefined) return cached;
-    this.archive.itemStartHint?.(pos);
-    const reader = r ?? new ItemReader(this.archive, 512);
-    const limit = dir.goodbyeStart;
-    let entry: PxarEntry;
-    try {
-      // Usually already in the (shared) window: no read, no promise.
-      entry = decodeChildSync(reader, pos, limit, this.version);
-    } catch (e) {
-      if (!(e instanceof NeedMore)) throw e;
-      entry = await decodeChild(reader, pos, limit, this.version);
-    }
+    return { pos: dir.goodbyeStart - Number(off), size, recPos };
+  }
+
+  /** Checks a decoded child against its record (a subdirectory's size is exact) and caches it. */
+  private placeChild(dir: PxarDir, entry: PxarEntry, rec: { pos: number; size: bigint; recPos: number }, remember: boolean): PxarEntry {
     if (entry.kind === 'directory') {
       // A subdirectory's recorded size is exact: it ends at its own GOODBYE's end.
-      if (size > BigInt(limit - pos) || Number(size) < entry.end - pos) {
-        throw this.error(`goodbye record size ${size} of directory ${entry.name.toString()} does not fit its parent`, recPos);
+      const { pos, size } = rec;
+      if (size > BigInt(dir.goodbyeStart - pos) || Number(size) < entry.end - pos) {
+        throw this.error(`goodbye record size ${size} of directory ${entry.name.toString()} does not fit its parent`, rec.recPos);
       }
       entry.end = pos + Number(size);
     }
-    if (remember) this.entries.set(pos, entry);
+    if (remember) this.entries.set(rec.pos, entry);
     return entry;
+  }
+
+  /**
+   * The child of table record `idx`: at once when its bytes are in memory (the reader's window,
+   * or what the source holds, e.g. harvested metadata), else a promise. `remember`: keep the
+   * entry in the entry cache (lookups); listings hand theirs to the caller.
+   */
+  private child(dir: PxarDir, idx: number, reader: ItemReader, remember: boolean): PxarEntry | Promise<PxarEntry> {
+    const rec = this.childRecord(dir, idx);
+    const cached = this.entries.get(rec.pos);
+    if (cached !== undefined) return cached;
+    this.archive.itemStartHint?.(rec.pos);
+    // Load the window from memory first: a parse that runs out of bytes costs a throw.
+    if (reader.peek(rec.pos, HEADER_SIZE) === undefined) reader.fillFromMemory(rec.pos, HEADER_SIZE, dir.goodbyeStart);
+    try {
+      return this.placeChild(dir, decodeChildSync(reader, rec.pos, dir.goodbyeStart, this.version), rec, remember);
+    } catch (e) {
+      if (!(e instanceof NeedMore)) throw e;
+    }
+    return decodeChild(reader, rec.pos, dir.goodbyeStart, this.version).then((entry) => this.placeChild(dir, entry, rec, remember));
+  }
+
+  /** The child of table record `idx` (see child()). */
+  private async childAt(dir: PxarDir, idx: number, r?: ItemReader, remember = true): Promise<PxarEntry> {
+    return this.child(dir, idx, r ?? new ItemReader(this.archive, 512), remember);
   }
 
   /**
@@ -290,7 +306,8 @@ export class PxarAccessor {
           hinted++;
         }
       }
-      const e = await this.childAt(dir, idx, r, false);
+      const got = this.child(dir, idx, r, false);
+      const e = got instanceof Promise ? await got : got;
       // A record must carry its child's name hash, or lookups could never find that child.
       const { lo, hi } = pxarHashParts(e.name);
       const rec = idx * GOODBYE_ITEM_SIZE;

@@ -90,16 +90,25 @@ export class ItemReader {
     return off >= 0 && off + len <= this.buf.length ? this.buf.subarray(off, off + len) : undefined;
   }
 
+  /**
+   * Loads what the source holds in memory at `pos` (e.g. harvested metadata: at least `len`,
+   * at most max(len, readAhead) bytes, clipped to `limit`) into the window, without reading.
+   * False when it holds less than `len` there.
+   */
+  fillFromMemory(pos: number, len: number, limit: number): boolean {
+    const want = Math.min(Math.max(len, this.readAhead), limit - pos);
+    const held = len <= want ? this.src.readSome?.(pos, len, want) : undefined;
+    if (held === undefined || held.length < len) return false;
+    this.buf = held;
+    this.bufStart = pos;
+    return true;
+  }
+
   /** Loads [pos, pos + max(len, readAhead)) clipped to `limit` into the window. */
   async fill(pos: number, len: number, limit: number): Promise<void> {
+    // What the source already holds in memory may end before the read-ahead: that is enough.
+    if (this.fillFromMemory(pos, len, limit)) return;
     const want = Math.min(Math.max(len, this.readAhead), limit - pos);
-    // What the source already holds in memory (e.g. harvested metadata) may end before `want`.
-    const held = len <= want ? this.src.readSome?.(pos, len, want) : undefined;
-    if (held !== undefined && held.length >= len) {
-      this.buf = held;
-      this.bufStart = pos;
-      return;
-    }
     const b = await this.src.readAt(pos, want);
     if (b.length < Math.min(len, want)) {
       throw this.error(`short read: wanted ${want} bytes, got ${b.length} (truncated archive?)`, pos);

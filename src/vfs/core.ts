@@ -321,7 +321,11 @@ export class VfsCore {
 
   /** Registers `child` (found under `parent` as `name`) and takes one lookup reference. */
   private async enter(parent: InodeEntry, name: Buffer, child: VfsNode): Promise<ResolvedEntry> {
-    const st = await child.stat();
+    return this.enterWith(parent, name, child, child.statSync?.() ?? (await child.stat()));
+  }
+
+  /** enter() with the child's attributes already at hand. */
+  private enterWith(parent: InodeEntry, name: Buffer, child: VfsNode, st: VfsStat): ResolvedEntry {
     const compact = domainRoots.get(child) === undefined ? this.compactId(parent.domain, st.ino) : undefined;
     if (compact !== undefined) {
       const e = this.remember(compact, parent.domain, child, name, parent.nodeid);
@@ -345,7 +349,9 @@ export class VfsCore {
       this.counters.inodes++;
     }
     e.lookups++;
-    return { nodeid: e.nodeid, attr: e.attr ?? (await this.attrOf(e)) };
+    // A node known before under this key keeps the attributes it was presented with.
+    e.attr ??= this.present(st, e.nodeid);
+    return { nodeid: e.nodeid, attr: e.attr };
   }
 
   private async childOf(dir: VfsNode, name: Buffer): Promise<VfsNode | undefined> {
@@ -452,21 +458,41 @@ export class VfsCore {
     const selfAttr = await this.attrOf(dir);
     const parentEntry = this.inodes.get(dir.parent) ?? dir;
     const parentAttr = await this.attrOf(parentEntry);
-    // Stat children concurrently (archive nodes may need I/O), then take references in order.
-    // One entry whose attributes cannot be read (damage) must not hide the whole directory: it
-    // is listed without attributes (node id 0), and looking it up reports the error.
-    const resolved = await Promise.all(
-      picked.map(async (p) => {
-        if (p.node === undefined) return undefined;
-        try {
-          if (plus) return await this.enter(dir, p.name, p.node);
-          const st = await p.node.stat();
-          return { nodeid: 0, attr: this.present(st, 0) };
-        } catch {
-          return { nodeid: 0, attr: { ...UNKNOWN_ATTR, mode: KIND_BITS[p.node.kind] } };
-        }
-      }),
-    );
+    // Children whose attributes are at hand are entered at once; the others are stat'ed
+    // concurrently (archive nodes may need I/O). One entry whose attributes cannot be read
+    // (damage) must not hide the whole directory: it is listed without attributes (node id 0),
+    // and looking it up reports the error.
+    const resolved: ResolvedEntry[] = new Array(picked.length);
+    const unknown = (node: VfsNode): ResolvedEntry => ({ nodeid: 0, attr: { ...UNKNOWN_ATTR, mode: KIND_BITS[node.kind] } });
+    const pending: Promise<void>[] = [];
+    picked.forEach((p, i) => {
+      const node = p.node;
+      if (node === undefined) return;
+      let st: VfsStat | undefined;
+      try {
+        st = node.statSync?.();
+      } catch {
+        resolved[i] = unknown(node);
+        return;
+      }
+      if (st !== undefined) {
+        resolved[i] = plus ? this.enterWith(dir, p.name, node, st) : { nodeid: 0, attr: this.present(st, 0) };
+        return;
+      }
+      pending.push(
+        (async () => {
+          try {
+            if (plus) return await this.enter(dir, p.name, node);
+            return { nodeid: 0, attr: this.present(await node.stat(), 0) };
+          } catch {
+            return unknown(node);
+          }
+        })().then((r) => {
+          resolved[i] = r;
+        }),
+      );
+    });
+    if (pending.length > 0) await Promise.all(pending);
     picked.forEach((p, i) => {
       if (p.pos === 0) out.push({ name: p.name, nodeid: 0, attr: selfAttr });
       else if (p.pos === 1) out.push({ name: p.name, nodeid: 0, attr: parentAttr });

@@ -64,6 +64,8 @@ const KIND: Record<Exclude<PxarKind, 'hardlink'>, VfsKind> = {
 /** Shared state of one opened archive. */
 export class PxarTree implements InodeSource {
   private linkCounts: Promise<Map<number, number> | undefined> | undefined;
+  /** What linkCounts settled to (null while the scan runs or has not started). */
+  private settledLinkCounts: Map<number, number> | undefined | null = null;
   /**
    * What rebuilding a node from its inode number needs beyond the archive itself: a directory's
    * end (from its parent's goodbye record) and depth, and which files were reached through a
@@ -97,20 +99,31 @@ export class PxarTree implements InodeSource {
     if (this.linkCounts === undefined) {
       // Item headers only (no entry decoding), metadata only (for split archives the .mpxar,
       // never the payload), so contents are never touched.
-      this.linkCounts = scanHardlinkCounts(this.accessor.archive).catch(() => undefined);
+      this.linkCounts = scanHardlinkCounts(this.accessor.archive)
+        .catch(() => undefined)
+        .then((counts) => (this.settledLinkCounts = counts));
     }
     return this.linkCounts;
   }
 
+  /** hardlinkCounts() once it has settled; null before (the scan has to be awaited). */
+  hardlinkCountsIfDone(): Map<number, number> | undefined | null {
+    return this.settledLinkCounts;
+  }
+
   /** A node for an entry (hardlinks resolved to their target). */
   async node(entry: PxarEntry, depth: number): Promise<PxarNode> {
+    return entry.kind === 'hardlink' ? this.placed(entry, await this.accessor.resolve(entry), depth) : this.placed(entry, entry, depth);
+  }
+
+  /** The node of an entry listed under a directory at `depth` (`target`: a hardlink's, resolved). */
+  private placed(entry: PxarEntry, target: PxarEntry, depth: number): PxarNode {
     if (depth > this.maxDepth) {
       throw new LimitError(`directories nested deeper than ${this.maxDepth} levels`, {
         file: this.accessor.name,
         offset: entry.filenameOffset,
       });
     }
-    const target = entry.kind === 'hardlink' ? await this.accessor.resolve(entry) : entry;
     if (target.kind === 'hardlink') throw new UsageError('a hardlink node needs its resolved target');
     const ino = pxarIno(target);
     if (target.kind === 'directory' && ino !== 1) {
@@ -119,6 +132,17 @@ export class PxarTree implements InodeSource {
     }
     if (entry.kind === 'hardlink') this.hardlinked.add(ino);
     return this.nodeOf(entry, target, depth);
+  }
+
+  /** The nodes of a directory's children (hardlinks resolved), in listing order. */
+  async nodes(entries: PxarEntry[], depth: number): Promise<PxarNode[]> {
+    const out: PxarNode[] = new Array(entries.length);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      // Only hardlinks need I/O (their target): no promise per plain entry.
+      out[i] = e.kind === 'hardlink' ? this.placed(e, await this.accessor.resolve(e), depth) : this.placed(e, e, depth);
+    }
+    return out;
   }
 
   /** The root directory node (made once). */
@@ -175,11 +199,26 @@ export class PxarNode implements VfsNode {
   }
 
   async stat(): Promise<VfsStat> {
+    const counts = this.needsLinkCounts() ? await this.tree.hardlinkCounts() : undefined;
+    return this.attributes(counts);
+  }
+
+  statSync(): VfsStat | undefined {
+    if (!this.needsLinkCounts()) return this.attributes(undefined);
+    const counts = this.tree.hardlinkCountsIfDone();
+    return counts === null ? undefined : this.attributes(counts);
+  }
+
+  /** Regular files take nlink from the archive-wide hardlink scan when there is one. */
+  private needsLinkCounts(): boolean {
+    return this.target.kind === 'file' && this.tree.scanNlink;
+  }
+
+  private attributes(counts: Map<number, number> | undefined): VfsStat {
     const t = this.target;
     const st = t.metadata!.stat;
     let nlink = 1;
     if (t.kind === 'file') {
-      const counts = this.tree.scanNlink ? await this.tree.hardlinkCounts() : undefined;
       if (counts !== undefined) nlink = 1 + (counts.get(t.filenameOffset) ?? 0);
       else if (this.entry.kind === 'hardlink' || this.viaHardlink) nlink = 2;
     }
@@ -215,10 +254,9 @@ export class PxarNode implements VfsNode {
 export class PxarDirNode extends PxarNode {
   /** Children sorted by name bytes. */
   async readdir(): Promise<VfsDirEntry[]> {
-    const out: VfsDirEntry[] = [];
-    for (const e of await this.tree.accessor.readdir(this.target)) {
-      out.push({ name: e.name, node: await this.tree.node(e, this.depth + 1) });
-    }
+    const entries = await this.tree.accessor.readdir(this.target);
+    const nodes = await this.tree.nodes(entries, this.depth + 1);
+    const out: VfsDirEntry[] = entries.map((e, i) => ({ name: e.name, node: nodes[i]! }));
     return out.sort((a, b) => Buffer.compare(a.name, b.name));
   }
 

@@ -46,6 +46,11 @@ export type VfsKind = 'directory' | 'file' | 'symlink' | 'chardev' | 'blockdev' 
 export interface VfsNode {
   readonly kind: VfsKind;
   stat(): Promise<VfsStat>;
+  /**
+   * The attributes when they are at hand without I/O, else undefined (then use stat()). Lets a
+   * listing of thousands of entries skip a promise per entry.
+   */
+  statSync?(): VfsStat | undefined;
   /** Directories: children in a stable order (sorted by name bytes). */
   readdir?(): Promise<VfsDirEntry[]>;
   /** Directories: one child by name, without listing the whole directory when avoidable. */

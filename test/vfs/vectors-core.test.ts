@@ -143,3 +143,36 @@ describe('vector archives through the VfsCore (no kernel)', () => {
     });
   }
 });
+
+describe('listing attributes (READDIRPLUS) agree with lookups', () => {
+  // Listings take attributes synchronously when they are at hand (statSync) and through stat()
+  // otherwise, e.g. while the hardlink scan that nlink needs is still running; both paths, and
+  // a later LOOKUP of the same name, must give the same answer.
+  for (const s of hostSnapshots) {
+    it(s.path, async () => {
+      const ds = await Datastore.open(datastoreDir);
+      const { crypt } = await loadKeyFile(join(keysDir, 'key-scrypt.json'), async () => VECTOR_PASSPHRASE);
+      const snap = await Snapshot.open(ds, parseNamespace(s.namespace ?? ''), parseSnapshotRef(s.path.replace(/^ns\/[^/]+\//, '')), { crypt });
+      const core = new VfsCore(await archiveRoot(snap, 'root.pxar', { nlink: 'scan' }));
+      let compared = 0;
+      let hardlinked = 0;
+      const walk = async (id: number): Promise<void> => {
+        const dh = await core.opendir(id);
+        const listed = await core.readdir(dh, 0, true, () => true);
+        core.releasedir(dh);
+        for (const e of listed.slice(2)) {
+          const looked = (await core.lookup(id, e.name))!;
+          expect(e.attr, e.name.toString()).toEqual(looked.attr);
+          expect(e.nodeid).toBe(looked.nodeid);
+          compared++;
+          if ((e.attr.mode & 0o170000) === 0o100000 && e.attr.nlink > 1) hardlinked++;
+          if ((e.attr.mode & 0o170000) === 0o040000) await walk(e.nodeid);
+        }
+      };
+      await walk(ROOT_ID);
+      expect(compared).toBeGreaterThan(10);
+      // The vector archives hold a hardlink: its target and the link count each other.
+      expect(hardlinked).toBeGreaterThanOrEqual(2);
+    });
+  }
+});
