@@ -20,6 +20,8 @@ export interface MountOptions {
   readAheadKb?: number;
   /** Regular files larger than this bypass the kernel page cache (see FuseAdapter). */
   pageCacheMaxFileBytes?: number;
+  /** Bound of the adapter's own cache of small reads of those files (default 16 MiB). */
+  smallReadCacheBytes?: number;
 }
 
 export interface MountedFs {
@@ -84,6 +86,7 @@ export async function mountCore(core: VfsCore, mountpoint: string, o: MountOptio
     onInit: () => initDone(),
     ...(o.log ? { log: o.log } : {}),
     ...(o.pageCacheMaxFileBytes !== undefined ? { pageCacheMaxFileBytes: o.pageCacheMaxFileBytes } : {}),
+    ...(o.smallReadCacheBytes !== undefined ? { smallReadCacheBytes: o.smallReadCacheBytes } : {}),
   });
   const session = new FuseSession(fd, adapter.dispatch, (e) => o.log?.(`pbsfs: /dev/fuse: ${e.message}`));
   session.start();

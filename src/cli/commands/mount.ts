@@ -135,6 +135,17 @@ export function pinZeroChunks(inner: ChunkDecoder): ChunkDecoder {
 }
 
 
+/**
+ * How a mount divides `--cache-size` between its caches, so that the option bounds all of them:
+ * a quarter for the metadata harvested from unified archives, an eighth (at most 16 MiB) for the
+ * small reads of direct-I/O files, the rest for decoded chunks.
+ */
+export function cacheBudget(cacheBytes: number): { chunks: number; harvest: number; smallReads: number } {
+  const harvest = Math.floor(cacheBytes / 4);
+  const smallReads = Math.min(16 * 1024 * 1024, Math.floor(cacheBytes / 8));
+  return { chunks: cacheBytes - harvest - smallReads, harvest, smallReads };
+}
+
 /** The chunk readers of this mount, one per key (one cache bound for each). */
 class Readers {
   private readonly byKey = new Map<string, ChunkReader>();
@@ -201,7 +212,8 @@ async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
   const damage = plan.allowDamaged ? new DamageReport((e) => process.stderr.write(`pbsfs: damaged: ${formatDamageEntry(e)}\n`)) : undefined;
   const ds = await Datastore.open(plan.repository);
   const ns: Namespace = parseNamespace(plan.ns ?? '');
-  const readers = new Readers(ds, plan.cacheBytes, plan.decodeThreads);
+  const budget = cacheBudget(plan.cacheBytes);
+  const readers = new Readers(ds, budget.chunks, plan.decodeThreads);
   const fileKey = plan.keyHex !== undefined ? CryptConfig.fromKey(Buffer.from(plan.keyHex, 'hex')) : undefined;
   let keySource: KeySource | undefined;
   if (plan.masterKeyfile !== undefined) {
@@ -224,8 +236,7 @@ async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
     return Snapshot.open(ds, inNs, ref, { ...(crypt ? { crypt } : {}), chunkReader: readers.get(crypt), ...(damage ? { damage } : {}) });
   };
 
-  // Harvested metadata of unified archives: at most a quarter of the chunk cache's bound more.
-  const tree: PxarTreeOptions = { nlink: plan.nlinkScan, nlinkScanEagerly: true, harvest: new HarvestBudget(Math.floor(plan.cacheBytes / 4)) };
+  const tree: PxarTreeOptions = { nlink: plan.nlinkScan, nlinkScanEagerly: true, harvest: new HarvestBudget(budget.harvest) };
   if (plan.snapshot === undefined) {
     // Snapshots opened inside the tree share this mount's readers (and so its counters).
     const root = datastoreTree(ds, ns, { openSnapshot: (_d, inNs, ref) => open(inNs, ref), tree });
@@ -298,6 +309,7 @@ export async function runMount(plan: MountPlan, onReady: () => void): Promise<{ 
       allowOther: plan.allowOther,
       source: built.source,
       ...(plan.pageCacheMaxFileBytes !== undefined ? { pageCacheMaxFileBytes: plan.pageCacheMaxFileBytes } : {}),
+      smallReadCacheBytes: cacheBudget(plan.cacheBytes).smallReads,
     });
   } catch (e) {
     process.off('SIGINT', stop);
@@ -427,7 +439,7 @@ export function register(program: Command): void {
     .command('mount')
     .description('mount a datastore, a snapshot or one archive read-only (FUSE; needs root)')
     .argument('[args...]', '[SNAPSHOT [ARCHIVE]] MOUNTPOINT')
-    .option('--cache-size <size>', 'chunk cache bound (bytes; suffixes K, M, G)', '128M')
+    .option('--cache-size <size>', 'memory for caches: decoded chunks, harvested metadata, small reads (bytes; suffixes K, M, G)', '128M')
     .option('--page-cache-max <size>', 'regular files larger than this bypass the kernel page cache and are read directly (faster streaming; small reads are cached by pbsfs)', '32M')
     .option('--readahead <n>', 'chunks prefetched ahead of a sequential reader (0: off)', '4')
     .option('--allow-other', 'let other users access the mount (archived permissions still apply)')

@@ -1,0 +1,22 @@
+/**
+ * `--cache-size` bounds all of a mount's caches together: decoded chunks, metadata harvested
+ * from unified archives, and the small reads of direct-I/O files.
+ */
+import { describe, expect, it } from 'vitest';
+import { cacheBudget } from '../../src/cli/commands/mount.js';
+
+const MiB = 1024 * 1024;
+
+describe('cacheBudget', () => {
+  it.each([1 * MiB, 32 * MiB, 128 * MiB, 1024 * MiB, 128 * MiB + 7])('%d bytes are shared out without exceeding them', (total) => {
+    const b = cacheBudget(total);
+    expect(b.chunks + b.harvest + b.smallReads).toBe(total);
+    expect(b.harvest).toBe(Math.floor(total / 4));
+    expect(b.smallReads).toBeLessThanOrEqual(16 * MiB);
+    expect(b.chunks).toBeGreaterThanOrEqual(total / 2);
+  });
+
+  it('the default 128 MiB: 80 MiB of chunks, 32 MiB of harvest, 16 MiB of small reads', () => {
+    expect(cacheBudget(128 * MiB)).toEqual({ chunks: 80 * MiB, harvest: 32 * MiB, smallReads: 16 * MiB });
+  });
+});
