@@ -244,9 +244,11 @@ async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
   }
   const snapshot = await open(ns, parseSnapshotRef(plan.snapshot));
   if (plan.archive === undefined) return { root: snapshotDir(snapshot, tree), source: `pbsfs:${snapshot.refString}`, readers, damage };
+  // Opening the archive reads and verifies its index and its first and last chunks, so a wrong key
+  // or a damaged index fails here, not on first access. The root is not listed yet: in a unified
+  // archive its children's entries lie between their contents, spread over the whole archive,
+  // and mount-to-ready must not grow with that (the first listing pays for it).
   const root = await archiveRoot(snapshot, plan.archive, tree);
-  // Fail now, not on first access, when the archive cannot be read (wrong key, damage).
-  await root.readdir?.();
   return { root, source: `pbsfs:${snapshot.refString}:${plan.archive}`, readers, damage };
 }
 
