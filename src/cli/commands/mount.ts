@@ -157,9 +157,9 @@ class Readers {
   ) {}
   /**
    * Chunk decoding off the thread that answers the kernel, once startDecodeThreads() has run.
-   * Before that (building the root, answering INIT) chunks decode on this thread: the few chunks
-   * of a root listing decode faster here than behind the start-up of two workers competing for
-   * the same cores (measured: mount-to-ready 550-600 ms instead of 700-850 ms).
+   * Before that (opening the archive, answering INIT) chunks decode on this thread: its first
+   * and last chunks decode faster here than behind the start-up of two workers competing for the
+   * same cores (measured: mount-to-ready 550-600 ms instead of 700-850 ms).
    */
   private readonly decoder: ChunkDecoder = pinZeroChunks((raw, job, dest) =>
     this.pool === undefined ? inlineChunkDecoder(raw, job, dest) : this.pool.decoder(raw, job, dest),
