@@ -22,6 +22,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import { IoError, NotFoundError, PbsfsError, UsageError } from '../errors.js';
+import { ListingReadAhead } from './listing-readahead.js';
 import type { VfsDirEntry, VfsFileHandle, VfsNode, VfsStat } from './types.js';
 import { OnceLog } from '../util/once-log.js';
 import { heldData, heldForever, type HeldBytes } from '../io/read-at.js';
@@ -152,6 +153,10 @@ interface FileState {
 interface DirState {
   nodeid: number;
   entries: Promise<VfsDirEntry[]> | undefined;
+  /** Node ids of the subdirectories handed out so far by READDIRPLUS (for ListingReadAhead). */
+  dirIds: number[];
+  /** Listing position ("." is 0) up to which dirIds is complete; -1 once reported. */
+  dirIdsUpTo: number;
 }
 
 export interface ResolvedEntry {
@@ -199,6 +204,7 @@ export class VfsCore {
   private readonly dirs = new Map<number, DirState>();
   private nextHandle = 1;
   private readonly pathCache: LRUCache<string, VfsNode>;
+  private readonly readAhead: ListingReadAhead;
   private readonly readErrors: OnceLog;
   private readonly singleDomain: boolean;
   /**
@@ -243,6 +249,7 @@ export class VfsCore {
     this.chunkSizeHint = opts.chunkSizeHint ?? 4 * 1024 * 1024;
     this.readErrors = new OnceLog(opts.log ?? ((line) => process.stderr.write(line + '\n')));
     this.pathCache = new LRUCache({ max: opts.pathCacheSize ?? 4096 });
+    this.readAhead = new ListingReadAhead(async (id) => this.listingOf(await this.inode(id)));
   }
 
   // ---- attributes -------------------------------------------------------------------------
@@ -405,7 +412,13 @@ export class VfsCore {
   statsSnapshot(): Record<string, unknown> {
     const m = process.memoryUsage();
     const memory = { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
-    return { ...(this.opts.stats?.() ?? {}), vfs: { ...this.counters, openFiles: this.files.size, inodes: this.counters.inodes + this.nodeCache.size }, memory };
+    return { ...(this.opts.stats?.() ?? {}), vfs: {
+        ...this.counters,
+        openFiles: this.files.size,
+        inodes: this.counters.inodes + this.nodeCache.size,
+        listingsPrepared: this.readAhead.counters.prepared,
+        listingsReadAhead: this.readAhead.counters.used,
+      }, memory };
   }
 
   // ---- directories ------------------------------------------------------------------------
@@ -417,7 +430,7 @@ export class VfsCore {
     if (known === undefined && !this.isCompactId(nodeid)) throw new VfsError('ENOENT', `unknown node id ${nodeid}`);
     if (known !== undefined && known.node.kind !== 'directory') throw new VfsError('ENOTDIR', 'not a directory', this.pathOf(known));
     const dh = this.nextHandle++;
-    this.dirs.set(dh, { nodeid, entries: undefined });
+    this.dirs.set(dh, { nodeid, entries: undefined, dirIds: [], dirIdsUpTo: 0 });
     return dh;
   }
 
@@ -426,12 +439,17 @@ export class VfsCore {
   }
 
   /** Number of entries a directory handle lists, "." and ".." included. */
+  private listingOf(dir: InodeEntry): Promise<VfsDirEntry[]> {
+    if (dir.node.kind !== 'directory') return Promise.reject(new VfsError('ENOTDIR', 'not a directory', this.pathOf(dir)));
+    return dir.node.readdir ? dir.node.readdir() : Promise.resolve([]);
+  }
+
   private async dirEntries(dh: number): Promise<{ dir: InodeEntry; list: VfsDirEntry[] }> {
     const d = this.dirs.get(dh);
     if (d === undefined) throw new VfsError('EBADF', `unknown directory handle ${dh}`);
     const dir = await this.inode(d.nodeid);
     if (dir.node.kind !== 'directory') throw new VfsError('ENOTDIR', 'not a directory', this.pathOf(dir));
-    if (d.entries === undefined) d.entries = dir.node.readdir ? dir.node.readdir() : Promise.resolve([]);
+    d.entries ??= this.readAhead.take(d.nodeid) ?? this.listingOf(dir);
     try {
       return { dir, list: await d.entries };
     } catch (e) {
@@ -493,6 +511,7 @@ export class VfsCore {
       );
     });
     if (pending.length > 0) await Promise.all(pending);
+    if (plus) this.noteSubdirectories(dh, dir, picked, resolved, total);
     picked.forEach((p, i) => {
       if (p.pos === 0) out.push({ name: p.name, nodeid: 0, attr: selfAttr });
       else if (p.pos === 1) out.push({ name: p.name, nodeid: 0, attr: parentAttr });
@@ -504,6 +523,31 @@ export class VfsCore {
       }
     });
     return out;
+  }
+
+  /**
+   * Collects the node ids of the subdirectories a READDIRPLUS hands out; once the listing has
+   * been handed out to its end in order, tells the read-ahead (see listing-readahead.ts).
+   */
+  private noteSubdirectories(
+    dh: number,
+    dir: InodeEntry,
+    picked: { pos: number; node: VfsNode | undefined }[],
+    resolved: ResolvedEntry[],
+    total: number,
+  ): void {
+    const d = this.dirs.get(dh);
+    // Only a listing handed out in order, from its start (what walkers do), and only once.
+    if (d === undefined || d.dirIdsUpTo < 0 || picked.length === 0 || picked[0]!.pos > d.dirIdsUpTo) return;
+    const upTo = d.dirIdsUpTo;
+    picked.forEach((p, i) => {
+      const r = resolved[i];
+      if (p.pos >= upTo && p.node?.kind === 'directory' && r !== undefined && r.nodeid !== 0) d.dirIds.push(r.nodeid);
+    });
+    d.dirIdsUpTo = Math.max(upTo, picked[picked.length - 1]!.pos + 1);
+    if (d.dirIdsUpTo < total) return;
+    d.dirIdsUpTo = -1;
+    this.readAhead.listed(dir.nodeid, d.dirIds);
   }
 
   // ---- files ------------------------------------------------------------------------------

@@ -156,6 +156,24 @@ describe('laziness', () => {
   });
 });
 
+describe('directory walks', () => {
+  it('find over an archive gets the next directories listed ahead, and lists every entry once', async () => {
+    const s = expected.snapshots.find((x) => x.files['root.mpxar.didx'] !== undefined && x.crypt_mode === 'none' && !x.namespace)!;
+    const listing = JSON.parse(readFileSync(join(vectorsDir, 'pxar', 'archive-v2.listing.json'), 'utf8')) as { kind: string; path_hex: string }[];
+    const dirs = listing.filter((e) => e.kind === 'directory').length;
+    const mp = await mount(['--repository', datastoreDir, 'mount', s.path, 'root.pxar', 'MP']);
+    const { stdout } = await run('find', [mp, '-printf', '%P\\0'], { encoding: 'buffer', maxBuffer: 1 << 24 });
+    const found = (stdout as unknown as Buffer).toString('latin1').split('\0').filter((p) => p.length > 0);
+    expect(found.length).toBe(listing.filter((e) => e.kind !== 'version').length - 1);
+    expect(new Set(found).size).toBe(found.length);
+    const v = (await stats(mp)).vfs;
+    // Every directory but the root can be predicted by a depth-first walk; each prepared listing
+    // was used (a walk takes what was prepared for it).
+    expect(v.listingsReadAhead).toBeGreaterThanOrEqual(Math.floor((dirs - 1) / 2));
+    expect(v.listingsReadAhead).toBe(v.listingsPrepared);
+  });
+});
+
 describe('corruption', () => {
   it('a flipped byte in one chunk gives EIO for that range only, and one log line', async () => {
     const tmp = await dir({ unsafeCleanup: true });
