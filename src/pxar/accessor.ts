@@ -49,6 +49,12 @@ export interface PxarDir {
 
 const MAX_PATH_COMPONENTS = 1024;
 
+/** A little-endian u64 as a number; +Infinity at or above 2^53. */
+function u64AsNumber(b: Buffer, at: number): number {
+  const hi = b.readUInt32LE(at + 4);
+  return hi >= 0x200000 ? Infinity : hi * 0x1_0000_0000 + b.readUInt32LE(at);
+}
+
 export class PxarAccessor {
   readonly content: ContentReader;
   private readonly tables: LRUCache<number, PxarDir>;
@@ -174,27 +180,30 @@ export class PxarAccessor {
   }
 
   /** Where the child of table record `idx` starts, checked against its directory. */
-  private childRecord(dir: PxarDir, idx: number): { pos: number; size: bigint; recPos: number } {
+  private childRecord(dir: PxarDir, idx: number): { pos: number; size: number; recPos: number } {
     const rec = idx * GOODBYE_ITEM_SIZE;
     const recPos = dir.goodbyeStart + HEADER_SIZE + rec;
-    const off = dir.table.readBigUInt64LE(rec + 8);
-    const size = dir.table.readBigUInt64LE(rec + 16);
+    // u64 fields as numbers from their halves (no BigInt per child); anything at or above 2^53
+    // is far outside any directory, and becomes +Infinity so that the checks below refuse it.
+    const off = u64AsNumber(dir.table, rec + 8);
+    const size = u64AsNumber(dir.table, rec + 16);
     // Children lie after the directory's own ENTRY header and before its GOODBYE.
-    if (off === 0n || off > BigInt(dir.goodbyeStart - dir.entryStart - HEADER_SIZE)) {
-      throw this.error(`goodbye record offset ${off} points outside its directory`, recPos);
+    if (off === 0 || off > dir.goodbyeStart - dir.entryStart - HEADER_SIZE) {
+      throw this.error(`goodbye record offset ${dir.table.readBigUInt64LE(rec + 8)} points outside its directory`, recPos);
     }
-    return { pos: dir.goodbyeStart - Number(off), size, recPos };
+    return { pos: dir.goodbyeStart - off, size, recPos };
   }
 
   /** Checks a decoded child against its record (a subdirectory's size is exact) and caches it. */
-  private placeChild(dir: PxarDir, entry: PxarEntry, rec: { pos: number; size: bigint; recPos: number }, remember: boolean): PxarEntry {
+  private placeChild(dir: PxarDir, entry: PxarEntry, rec: { pos: number; size: number; recPos: number }, remember: boolean): PxarEntry {
     if (entry.kind === 'directory') {
       // A subdirectory's recorded size is exact: it ends at its own GOODBYE's end.
       const { pos, size } = rec;
-      if (size > BigInt(dir.goodbyeStart - pos) || Number(size) < entry.end - pos) {
-        throw this.error(`goodbye record size ${size} of directory ${entry.name.toString()} does not fit its parent`, rec.recPos);
+      if (size > dir.goodbyeStart - pos || size < entry.end - pos) {
+        const shown = dir.table.readBigUInt64LE(rec.recPos - dir.goodbyeStart - HEADER_SIZE + 16);
+        throw this.error(`goodbye record size ${shown} of directory ${entry.name.toString()} does not fit its parent`, rec.recPos);
       }
-      entry.end = pos + Number(size);
+      entry.end = pos + size;
     }
     if (remember) this.entries.set(rec.pos, entry);
     return entry;
@@ -284,7 +293,7 @@ export class PxarAccessor {
     const dir = await this.openDir(dirEntry);
     const order: { idx: number; pos: number }[] = [];
     for (let i = 0; i < dir.count; i++) {
-      order.push({ idx: i, pos: dir.goodbyeStart - Number(dir.table.readBigUInt64LE(i * GOODBYE_ITEM_SIZE + 8)) });
+      order.push({ idx: i, pos: dir.goodbyeStart - u64AsNumber(dir.table, i * GOODBYE_ITEM_SIZE + 8) });
     }
     order.sort((a, b) => a.pos - b.pos);
     const r = new ItemReader(this.archive, 16 * 1024);

@@ -71,7 +71,9 @@ class Walk {
   }
 }
 
-type Piece = { at: number; bytes: Buffer };
+/** Stream bytes [at, at + (to - from)) found at src[from, to) (offsets, not views: a walk over
+ * a 100,000-entry tree made one view per item otherwise). */
+type Piece = { at: number; src: Buffer; from: number; to: number };
 
 /** A ReadAt over an IndexReadAt that serves harvested metadata from memory. */
 export class HarvestingReadAt implements ReadAt {
@@ -247,7 +249,7 @@ export class HarvestingReadAt implements ReadAt {
     // 1. The rest of an item cut by the previous chunk's end.
     if (w.keepTo > w.keepFrom) {
       const to = Math.min(w.keepTo, end);
-      pieces.push({ at: w.keepFrom, bytes: data.subarray(w.keepFrom - start, to - start) });
+      pieces.push({ at: w.keepFrom, src: data, from: w.keepFrom - start, to: to - start });
       w.keepFrom = to;
       if (to === end) return this.store(pieces);
     }
@@ -261,7 +263,7 @@ export class HarvestingReadAt implements ReadAt {
         return this.store(pieces);
       }
       w.head = undefined;
-      this.item(w, w.headPos, head, start, end, data, pieces);
+      this.item(w, w.headPos, head, 0, start, end, data, pieces);
     }
     // 3. Items starting in this chunk.
     while (!w.done && w.keepTo <= w.keepFrom && w.next >= start && w.next < end) {
@@ -275,31 +277,31 @@ export class HarvestingReadAt implements ReadAt {
         w.headPos = pos;
         break;
       }
-      this.item(w, pos, data.subarray(pos - start, pos - start + HEADER_SIZE), start, end, data, pieces);
+      this.item(w, pos, data, pos - start, start, end, data, pieces);
     }
     this.store(pieces);
   }
 
-  /** One item whose 16 header bytes are `header`, at `pos`; decides what of it to keep. */
-  private item(w: Walk, pos: number, header: Buffer, start: number, end: number, data: Buffer, pieces: Piece[]): void {
-    const lo = header.readUInt32LE(8);
-    const hi = header.readUInt32LE(12);
+  /** One item whose 16 header bytes are header[at, at + 16), at `pos`; decides what of it to keep. */
+  private item(w: Walk, pos: number, header: Buffer, at: number, start: number, end: number, data: Buffer, pieces: Piece[]): void {
+    const lo = header.readUInt32LE(at + 8);
+    const hi = header.readUInt32LE(at + 12);
     const size = hi * 0x1_0000_0000 + lo;
     if (hi >= 0x200000 || size < HEADER_SIZE || pos + size > this.size) {
       // Not an item this walk can follow (damaged stream, a wrong hint, not pxar): it ends.
       w.done = true;
       return;
     }
-    const payload = header.readUInt32LE(0) === PAYLOAD_LO && header.readUInt32LE(4) === PAYLOAD_HI;
+    const payload = header.readUInt32LE(at) === PAYLOAD_LO && header.readUInt32LE(at + 4) === PAYLOAD_HI;
     w.next = pos + size;
     if (!payload && size > MAX_KEPT_ITEM) return;
     // Nothing at or past the walk's limit: the walk after it keeps that.
     const keepEnd = Math.min(payload ? pos + HEADER_SIZE : pos + size, w.limit);
     // The header began in the previous chunk: keep its first bytes from the copy.
-    if (pos < start) pieces.push({ at: pos, bytes: header.subarray(0, Math.min(start, keepEnd) - pos) });
+    if (pos < start) pieces.push({ at: pos, src: header, from: at, to: at + Math.min(start, keepEnd) - pos });
     const from = Math.max(pos, start);
     const to = Math.min(keepEnd, end);
-    if (to > from) pieces.push({ at: from, bytes: data.subarray(from - start, to - start) });
+    if (to > from) pieces.push({ at: from, src: data, from: from - start, to: to - start });
     if (keepEnd > end) {
       w.keepFrom = end;
       w.keepTo = keepEnd;
@@ -316,8 +318,8 @@ export class HarvestingReadAt implements ReadAt {
     let k = 0;
     while (k < pieces.length) {
       let j = k + 1;
-      let endAt = pieces[k]!.at + pieces[k]!.bytes.length;
-      while (j < pieces.length && pieces[j]!.at === endAt) endAt += pieces[j++]!.bytes.length;
+      let endAt = pieces[k]!.at + pieces[k]!.to - pieces[k]!.from;
+      while (j < pieces.length && pieces[j]!.at === endAt) endAt += pieces[j]!.to - pieces[j++]!.from;
       const at = pieces[k]!.at;
       const n = endAt - at;
       if (n > 0) {
@@ -327,7 +329,8 @@ export class HarvestingReadAt implements ReadAt {
           return;
         }
         this.kept += n;
-        const buf = Buffer.concat(pieces.slice(k, j).map((p) => p.bytes), n);
+        const buf = Buffer.allocUnsafe(n);
+        for (let i = k, off = 0; i < j; i++) off += pieces[i]!.src.copy(buf, off, pieces[i]!.from, pieces[i]!.to);
         const starts = this.starts;
         if (starts.length === 0 || starts[starts.length - 1]! < at) {
           starts.push(at);

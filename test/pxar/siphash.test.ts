@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { PXAR, PXAR_MAGIC_STRINGS, type PxarTypeName } from '../../src/pxar/format.js';
 import { PXAR_HASH_KEY0, PXAR_HASH_KEY1, pxarHash, pxarHashBytes, siphash24 } from '../../src/pxar/siphash.js';
 import { createHash } from 'node:crypto';
+import fc from 'fast-check';
 
 const enc = (s: string): Buffer => Buffer.from(s, 'utf8');
 
@@ -45,5 +46,37 @@ describe('pxar SipHash-2-4', () => {
     const k1 = key.readBigUInt64LE(8);
     const msg = Buffer.from([...Array(15).keys()]);
     expect(siphash24(k0, k1, msg)).toBe(0xa129ca6149be45e5n);
+  });
+
+  it('agrees with a plain BigInt SipHash-2-4 on random keys and messages of every length up to 64', () => {
+    const M = (1n << 64n) - 1n;
+    const rotl = (x: bigint, b: bigint): bigint => ((x << b) | (x >> (64n - b))) & M;
+    const reference = (k0: bigint, k1: bigint, m: Uint8Array): bigint => {
+      let v0 = k0 ^ 0x736f6d6570736575n;
+      let v1 = k1 ^ 0x646f72616e646f6dn;
+      let v2 = k0 ^ 0x6c7967656e657261n;
+      let v3 = k1 ^ 0x7465646279746573n;
+      const round = (): void => {
+        v0 = (v0 + v1) & M; v1 = rotl(v1, 13n) ^ v0; v0 = rotl(v0, 32n);
+        v2 = (v2 + v3) & M; v3 = rotl(v3, 16n) ^ v2;
+        v0 = (v0 + v3) & M; v3 = rotl(v3, 21n) ^ v0;
+        v2 = (v2 + v1) & M; v1 = rotl(v1, 17n) ^ v2; v2 = rotl(v2, 32n);
+      };
+      const padded = Buffer.alloc(Math.floor(m.length / 8) * 8 + 8);
+      padded.set(m);
+      padded[padded.length - 1] = m.length & 0xff;
+      for (let i = 0; i < padded.length; i += 8) {
+        const w = padded.readBigUInt64LE(i);
+        v3 ^= w; round(); round(); v0 ^= w;
+      }
+      v2 ^= 0xffn; round(); round(); round(); round();
+      return v0 ^ v1 ^ v2 ^ v3;
+    };
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: M }), fc.bigInt({ min: 0n, max: M }), fc.uint8Array({ maxLength: 64 }), (k0, k1, m) => {
+        expect(siphash24(k0, k1, m)).toBe(reference(k0, k1, m));
+      }),
+      { numRuns: 500 },
+    );
   });
 });
