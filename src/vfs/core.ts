@@ -542,7 +542,11 @@ export class VfsCore {
     const upTo = d.dirIdsUpTo;
     picked.forEach((p, i) => {
       const r = resolved[i];
-      if (p.pos >= upTo && p.node?.kind === 'directory' && r !== undefined && r.nodeid !== 0) d.dirIds.push(r.nodeid);
+      // Directories inside an archive only: the made-up levels above (groups, snapshots, an
+      // archive's own directory) read a manifest or open an archive when entered, and that stays
+      // for when the user enters them.
+      const inArchive = dir.domain !== 0 && p.node !== undefined && domainRoots.get(p.node) === undefined;
+      if (p.pos >= upTo && inArchive && p.node?.kind === 'directory' && r !== undefined && r.nodeid !== 0) d.dirIds.push(r.nodeid);
     });
     d.dirIdsUpTo = Math.max(upTo, picked[picked.length - 1]!.pos + 1);
     if (d.dirIdsUpTo < total) return;

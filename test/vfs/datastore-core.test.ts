@@ -110,3 +110,21 @@ describe('datastore tree through the VfsCore with a tiny node cache', () => {
     expect(files).toBeGreaterThan(10);
   }, 120_000);
 });
+
+describe('read-ahead stays out of the made-up levels', () => {
+  it('walking groups and snapshots in order prepares no listing (manifests and archives are read only when entered)', async () => {
+    const core = await makeCore();
+    // Depth-first in listing order, as `find` would, but stopping at the snapshot directories.
+    const visit = async (id: number, depth: number): Promise<void> => {
+      const dh = await core.opendir(id);
+      const list = await core.readdir(dh, 0, true, () => true);
+      core.releasedir(dh);
+      if (depth === 3) return; // TYPE/ID/TIME: its entries are archives
+      for (const e of list.slice(2)) if (e.nodeid !== 0 && (e.attr.mode & 0o170000) === 0o040000 && !e.name.equals(Buffer.from('ns'))) await visit(e.nodeid, depth + 1);
+    };
+    await visit(ROOT_ID, 0);
+    await new Promise((r) => setImmediate(r));
+    const vfs = core.statsSnapshot().vfs as { listingsPrepared: number };
+    expect(vfs.listingsPrepared).toBe(0);
+  });
+});
