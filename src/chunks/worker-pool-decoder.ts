@@ -55,7 +55,7 @@ export interface WorkerPoolOptions {
   /**
    * Decode on the calling thread while no worker has started yet (and skip pipelining until both
    * have), instead of queueing behind their start-up (~100 ms each, more on a busy machine).
-   * For a short command or a mount's first directory listing that start-up is most of the wait.
+   * For the first requests a fresh mount answers, that start-up would be most of the wait.
    */
   inlineUntilReady?: boolean;
 }

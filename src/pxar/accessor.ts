@@ -49,6 +49,17 @@ export interface PxarDir {
 
 const MAX_PATH_COMPONENTS = 1024;
 
+/** A goodbye record, checked: where its child starts, its size, where the record is. */
+interface ChildRecord {
+  pos: number;
+  /** +Infinity for sizes at or above 2^53. */
+  size: number;
+  /** Archive offset of the record (for messages). */
+  recPos: number;
+  /** Offset of the record in the directory's table. */
+  tableAt: number;
+}
+
 /** A little-endian u64 as a number; +Infinity at or above 2^53. */
 function u64AsNumber(b: Buffer, at: number): number {
   const hi = b.readUInt32LE(at + 4);
@@ -180,7 +191,7 @@ export class PxarAccessor {
   }
 
   /** Where the child of table record `idx` starts, checked against its directory. */
-  private childRecord(dir: PxarDir, idx: number): { pos: number; size: number; recPos: number } {
+  private childRecord(dir: PxarDir, idx: number): ChildRecord {
     const rec = idx * GOODBYE_ITEM_SIZE;
     const recPos = dir.goodbyeStart + HEADER_SIZE + rec;
     // u64 fields as numbers from their halves (no BigInt per child); anything at or above 2^53
@@ -191,16 +202,16 @@ export class PxarAccessor {
     if (off === 0 || off > dir.goodbyeStart - dir.entryStart - HEADER_SIZE) {
       throw this.error(`goodbye record offset ${dir.table.readBigUInt64LE(rec + 8)} points outside its directory`, recPos);
     }
-    return { pos: dir.goodbyeStart - off, size, recPos };
+    return { pos: dir.goodbyeStart - off, size, recPos, tableAt: rec };
   }
 
   /** Checks a decoded child against its record (a subdirectory's size is exact) and caches it. */
-  private placeChild(dir: PxarDir, entry: PxarEntry, rec: { pos: number; size: number; recPos: number }, remember: boolean): PxarEntry {
+  private placeChild(dir: PxarDir, entry: PxarEntry, rec: ChildRecord, remember: boolean): PxarEntry {
     if (entry.kind === 'directory') {
       // A subdirectory's recorded size is exact: it ends at its own GOODBYE's end.
       const { pos, size } = rec;
       if (size > dir.goodbyeStart - pos || size < entry.end - pos) {
-        const shown = dir.table.readBigUInt64LE(rec.recPos - dir.goodbyeStart - HEADER_SIZE + 16);
+        const shown = dir.table.readBigUInt64LE(rec.tableAt + 16);
         throw this.error(`goodbye record size ${shown} of directory ${entry.name.toString()} does not fit its parent`, rec.recPos);
       }
       entry.end = pos + size;

@@ -412,13 +412,14 @@ export class VfsCore {
   statsSnapshot(): Record<string, unknown> {
     const m = process.memoryUsage();
     const memory = { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
-    return { ...(this.opts.stats?.() ?? {}), vfs: {
-        ...this.counters,
-        openFiles: this.files.size,
-        inodes: this.counters.inodes + this.nodeCache.size,
-        listingsPrepared: this.readAhead.counters.prepared,
-        listingsReadAhead: this.readAhead.counters.used,
-      }, memory };
+    const vfs = {
+      ...this.counters,
+      openFiles: this.files.size,
+      inodes: this.counters.inodes + this.nodeCache.size,
+      listingsPrepared: this.readAhead.counters.prepared,
+      listingsReadAhead: this.readAhead.counters.used,
+    };
+    return { ...(this.opts.stats?.() ?? {}), vfs, memory };
   }
 
   // ---- directories ------------------------------------------------------------------------
@@ -438,12 +439,13 @@ export class VfsCore {
     this.dirs.delete(dh);
   }
 
-  /** Number of entries a directory handle lists, "." and ".." included. */
+  /** The children of a directory node (started now: the listing the read-ahead prepares too). */
   private listingOf(dir: InodeEntry): Promise<VfsDirEntry[]> {
     if (dir.node.kind !== 'directory') return Promise.reject(new VfsError('ENOTDIR', 'not a directory', this.pathOf(dir)));
     return dir.node.readdir ? dir.node.readdir() : Promise.resolve([]);
   }
 
+  /** An open directory's listing, made once per handle (or taken from the read-ahead). */
   private async dirEntries(dh: number): Promise<{ dir: InodeEntry; list: VfsDirEntry[] }> {
     const d = this.dirs.get(dh);
     if (d === undefined) throw new VfsError('EBADF', `unknown directory handle ${dh}`);

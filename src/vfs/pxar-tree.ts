@@ -140,7 +140,7 @@ export class PxarTree implements InodeSource {
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       // Only hardlinks need I/O (their target): no promise per plain entry.
-      out[i] = e.kind === 'hardlink' ? this.placed(e, await this.accessor.resolve(e), depth) : this.placed(e, e, depth);
+      out[i] = e.kind === 'hardlink' ? await this.node(e, depth) : this.placed(e, e, depth);
     }
     return out;
   }
