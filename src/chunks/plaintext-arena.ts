@@ -18,6 +18,8 @@
  * (undefined): the caller then makes room (evicts cached chunks) or uses ordinary memory.
  */
 
+import { PageRuns } from '../io/page-runs.js';
+
 export const ARENA_PAGE_BYTES = 64 * 1024;
 
 /** A block of the arena, lent until free(). */
@@ -33,42 +35,24 @@ export interface ArenaBlock {
 export class PlaintextArena {
   readonly capacity: number;
   private memory: SharedArrayBuffer | undefined;
-  /** Free runs [firstPage, pages], sorted by first page, never adjacent (merged on free). */
-  private readonly runs: [number, number][];
-  private usedPages = 0;
+  private readonly pages: PageRuns;
 
   constructor(capacityBytes: number) {
-    const pages = Math.max(0, Math.floor(capacityBytes / ARENA_PAGE_BYTES));
-    this.capacity = pages * ARENA_PAGE_BYTES;
-    this.runs = pages > 0 ? [[0, pages]] : [];
+    this.pages = new PageRuns(Math.max(0, Math.floor(capacityBytes / ARENA_PAGE_BYTES)));
+    this.capacity = this.pages.pages * ARENA_PAGE_BYTES;
   }
 
   /** Bytes lent out right now (whole pages). */
   get usedBytes(): number {
-    return this.usedPages * ARENA_PAGE_BYTES;
+    return this.pages.usedPages * ARENA_PAGE_BYTES;
   }
 
   /** A block holding `bytes` bytes, or undefined when no free run is large enough. */
   alloc(bytes: number): ArenaBlock | undefined {
     if (!Number.isSafeInteger(bytes) || bytes <= 0) return undefined;
     const need = Math.ceil(bytes / ARENA_PAGE_BYTES);
-    let best = -1;
-    for (let i = 0; i < this.runs.length; i++) {
-      const len = this.runs[i]![1];
-      if (len >= need && (best < 0 || len < this.runs[best]![1])) {
-        best = i;
-        if (len === need) break;
-      }
-    }
-    if (best < 0) return undefined;
-    const run = this.runs[best]!;
-    const first = run[0];
-    if (run[1] === need) this.runs.splice(best, 1);
-    else {
-      run[0] += need;
-      run[1] -= need;
-    }
-    this.usedPages += need;
+    const first = this.pages.alloc(need);
+    if (first < 0) return undefined;
     this.memory ??= new SharedArrayBuffer(this.capacity);
     let freed = false;
     return {
@@ -77,33 +61,8 @@ export class PlaintextArena {
       free: () => {
         if (freed) throw new Error('arena block freed twice');
         freed = true;
-        this.release(first, need);
+        this.pages.free(first, need);
       },
     };
-  }
-
-  private release(first: number, pages: number): void {
-    this.usedPages -= pages;
-    const runs = this.runs;
-    // Index of the first run after the block.
-    let lo = 0;
-    let hi = runs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (runs[mid]![0] < first) lo = mid + 1;
-      else hi = mid;
-    }
-    const prev = lo > 0 ? runs[lo - 1] : undefined;
-    const next = runs[lo];
-    const joinsPrev = prev !== undefined && prev[0] + prev[1] === first;
-    const joinsNext = next !== undefined && first + pages === next[0];
-    if (joinsPrev && joinsNext) {
-      prev[1] += pages + next[1];
-      runs.splice(lo, 1);
-    } else if (joinsPrev) prev[1] += pages;
-    else if (joinsNext) {
-      next[0] = first;
-      next[1] += pages;
-    } else runs.splice(lo, 0, [first, pages]);
   }
 }

@@ -9,9 +9,13 @@
  * WebAssembly memory's base is page-aligned. Shared (a SharedArrayBuffer), so a decode worker
  * reads a slot in place instead of receiving a copy.
  *
- * A slot is lent out until release(); acquire() waits when every slot is lent, which also bounds
- * the raw chunk bytes in flight (backpressure on read-ahead).
+ * A block as large as the chunk being read is lent out until release(); acquire() waits while the
+ * pool lacks the room, which also bounds the raw chunk bytes in flight (backpressure on read-ahead).
+ * Blocks sized to their chunk (rather than fixed slots sized for the largest chunk, 16 MiB) keep
+ * the touched, resident part of the pool to what is read at once.
  */
+
+import { PageRuns } from './page-runs.js';
 
 const WASM_PAGE = 64 * 1024;
 
@@ -24,51 +28,66 @@ declare const WebAssembly: {
 };
 
 export interface PoolSlot {
-  /** The whole slot, page-aligned at its start. Valid until release(). */
+  /** The block: at least the bytes asked for, whole pages, page-aligned. Valid until release(). */
   readonly buf: Buffer;
   release(): void;
 }
 
 export class AlignedBufferPool {
-  readonly slotBytes: number;
+  readonly capacity: number;
   private readonly memory: SharedWasmMemory;
-  private readonly free: number[] = [];
-  private readonly waiters: ((slot: number) => void)[] = [];
+  private readonly pages: PageRuns;
+  /** Requests waiting for room, served strictly in order (a large one is not starved). */
+  private readonly waiters: { need: number; resolve: (slot: PoolSlot) => void }[] = [];
 
-  constructor(slotBytes: number, readonly slots: number) {
-    if (!Number.isSafeInteger(slots) || slots < 1) throw new RangeError(`pool needs at least one slot, got ${slots}`);
-    // Slots are whole wasm pages, so every slot starts page-aligned like the memory itself.
-    const pagesPerSlot = Math.ceil(slotBytes / WASM_PAGE);
-    this.slotBytes = pagesPerSlot * WASM_PAGE;
-    const pages = pagesPerSlot * slots;
+  constructor(capacityBytes: number) {
+    const pages = Math.floor(capacityBytes / WASM_PAGE);
+    if (!Number.isSafeInteger(pages) || pages < 1) throw new RangeError(`pool needs at least one 64 KiB page, got ${capacityBytes} bytes`);
+    this.capacity = pages * WASM_PAGE;
+    this.pages = new PageRuns(pages);
+    // Whole wasm pages, so every block starts page-aligned like the memory itself.
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-    // Last in, first out: the slots used most recently are the ones whose pages are resident.
-    for (let i = slots - 1; i >= 0; i--) this.free.push(i);
   }
 
-  /** Slots not lent out right now. */
-  get available(): number {
-    return this.free.length;
+  /** Bytes lent out right now (whole pages). */
+  get usedBytes(): number {
+    return this.pages.usedPages * WASM_PAGE;
   }
 
-  /** A free slot, waiting for one to be released if all are lent. */
-  acquire(): Promise<PoolSlot> {
-    const i = this.free.pop();
-    if (i !== undefined) return Promise.resolve(this.slot(i));
-    return new Promise<PoolSlot>((resolve) => this.waiters.push((n) => resolve(this.slot(n))));
+  /**
+   * A block of at least `bytes` bytes, waiting while the pool lacks the room (undefined at once
+   * when it could never hold them: the caller reads some other way).
+   */
+  acquire(bytes: number): Promise<PoolSlot> | undefined {
+    const need = Math.max(1, Math.ceil(bytes / WASM_PAGE));
+    if (need > this.pages.pages) return undefined;
+    if (this.waiters.length === 0) {
+      const first = this.pages.alloc(need);
+      if (first >= 0) return Promise.resolve(this.block(first, need));
+    }
+    return new Promise<PoolSlot>((resolve) => this.waiters.push({ need, resolve }));
   }
 
-  private slot(i: number): PoolSlot {
+  private block(first: number, need: number): PoolSlot {
     let released = false;
     return {
-      buf: Buffer.from(this.memory.buffer, i * this.slotBytes, this.slotBytes),
+      buf: Buffer.from(this.memory.buffer, first * WASM_PAGE, need * WASM_PAGE),
       release: () => {
-        if (released) return; // a second release must not hand the slot out twice
+        if (released) return; // a second release must not free the pages twice
         released = true;
-        const next = this.waiters.shift();
-        if (next !== undefined) next(i);
-        else this.free.push(i);
+        this.pages.free(first, need);
+        this.serveWaiters();
       },
     };
+  }
+
+  private serveWaiters(): void {
+    while (this.waiters.length > 0) {
+      const w = this.waiters[0]!;
+      const first = this.pages.alloc(w.need);
+      if (first < 0) return;
+      this.waiters.shift();
+      w.resolve(this.block(first, w.need));
+    }
   }
 }

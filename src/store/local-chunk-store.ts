@@ -7,7 +7,7 @@
  */
 import { readFully } from '../io/read-at.js';
 import { open, type FileHandle } from 'node:fs/promises';
-import { AlignedBufferPool, type PoolSlot } from '../io/aligned-pool.js';
+import { AlignedBufferPool } from '../io/aligned-pool.js';
 import { ProgressiveRead } from '../io/progressive-read.js';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
@@ -31,15 +31,13 @@ export interface LocalChunkStoreOptions {
 }
 
 /**
- * Largest chunk file read into a pooled buffer: upstream's largest dynamic chunk (16 MiB) plus
- * its blob header, rounded to pages. Bigger files (blobs, odd stores) take an ordinary read.
+ * Raw chunk bytes being read at once, in blocks sized to each chunk: room for two of upstream's
+ * largest dynamic chunks (16 MiB plus the blob header, in 64 KiB pages), or several ordinary
+ * ones. The decode threads drain chunks far slower than the disk fills them (4 MiB in ~2.5 ms
+ * here), so more would only hold memory: fixed slots sized for the largest chunk, four of them,
+ * kept up to 52 MiB resident. Bigger files (blobs, odd stores) take an ordinary read.
  */
-const POOL_SLOT_BYTES = 16 * 1024 * 1024 + 64 * 1024;
-/**
- * Raw chunks read ahead of their decoding at once: the decode threads drain them far slower
- * than the disk fills them (4 MiB in ~2.5 ms here), so more slots would only hold memory.
- */
-const POOL_SLOTS = 4;
+const POOL_BYTES = 2 * (16 * 1024 * 1024 + 64 * 1024);
 const PAGE = 4096;
 /**
  * Early leases (LeaseOptions.early) read in pieces of this size, this many at once. Measured on
@@ -117,33 +115,32 @@ export class LocalChunkStore implements ChunkStore {
    */
   async lease(digest: Buffer, opts: LeaseOptions = {}): Promise<ChunkLease> {
     if (this.directWorks !== false) {
-      this.pool ??= new AlignedBufferPool(POOL_SLOT_BYTES, POOL_SLOTS);
-      const slot = await this.pool.acquire();
       let lease: ChunkLease | undefined;
       try {
-        lease = await this.readDirect(digest, slot, opts.early === true);
+        lease = await this.readDirect(digest, opts.early === true);
       } catch (e) {
-        slot.release();
         if (!this.refusesDirect(e)) throw e;
       }
       if (lease !== undefined) return lease;
-      slot.release();
     }
     return { data: await this.get(digest), release: noop };
   }
 
   /**
-   * The chunk read with O_DIRECT into `slot`; undefined when it is larger than the slot. Early:
-   * resolves once the first piece is in, the rest still arriving (ChunkLease.arriving); else in
-   * one request, once all of it is in. The slot goes back to the pool only after every request
-   * has settled.
+   * The chunk read with O_DIRECT into a pooled block of its size; undefined when it is larger
+   * than the pool. Early: resolves once the first piece is in, the rest still arriving
+   * (ChunkLease.arriving); else in one request, once all of it is in. The block goes back to the
+   * pool only after every request has settled.
    */
-  private async readDirect(digest: Buffer, slot: PoolSlot, early: boolean): Promise<ChunkLease | undefined> {
+  private async readDirect(digest: Buffer, early: boolean): Promise<ChunkLease | undefined> {
     const { fh, size, rel } = await this.openChunk(digest, true);
-    if (size > slot.buf.length) {
+    this.pool ??= new AlignedBufferPool(POOL_BYTES);
+    const acquiring = this.pool.acquire(size);
+    if (acquiring === undefined) {
       await fh.close();
       return undefined;
     }
+    const slot = await acquiring;
     const read = new ProgressiveRead(fh, slot.buf, size, {
       pieceBytes: early ? EARLY_PIECE_BYTES : Math.max(PAGE, Math.ceil(size / PAGE) * PAGE),
       lanes: early ? EARLY_LANES : 1,
@@ -152,7 +149,8 @@ export class LocalChunkStore implements ChunkStore {
     try {
       await (early ? read.started : read.done);
     } catch (e) {
-      await read.done.catch(noop); // no request may still be writing into the slot
+      await read.done.catch(noop); // no request may still be writing into the block
+      slot.release();
       throw e;
     }
     this.directWorks = true;
