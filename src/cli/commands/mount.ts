@@ -205,6 +205,7 @@ interface BuiltRoot {
   source: string;
   readers: Readers;
   damage: DamageReport | undefined;
+  budget: ReturnType<typeof cacheBudget>;
 }
 
 async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
@@ -240,16 +241,16 @@ async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
   if (plan.snapshot === undefined) {
     // Snapshots opened inside the tree share this mount's readers (and so its counters).
     const root = datastoreTree(ds, ns, { openSnapshot: (_d, inNs, ref) => open(inNs, ref), tree });
-    return { root, source: `pbsfs:${plan.repository}`, readers, damage };
+    return { root, source: `pbsfs:${plan.repository}`, readers, damage, budget };
   }
   const snapshot = await open(ns, parseSnapshotRef(plan.snapshot));
-  if (plan.archive === undefined) return { root: snapshotDir(snapshot, tree), source: `pbsfs:${snapshot.refString}`, readers, damage };
+  if (plan.archive === undefined) return { root: snapshotDir(snapshot, tree), source: `pbsfs:${snapshot.refString}`, readers, damage, budget };
   // Opening the archive reads and verifies its index and its first and last chunks, so a wrong key
   // or a damaged index fails here, not on first access. The root is not listed yet: in a unified
   // archive its children's entries lie between their contents, spread over the whole archive,
   // and mount-to-ready must not grow with that (the first listing pays for it).
   const root = await archiveRoot(snapshot, plan.archive, tree);
-  return { root, source: `pbsfs:${snapshot.refString}:${plan.archive}`, readers, damage };
+  return { root, source: `pbsfs:${snapshot.refString}:${plan.archive}`, readers, damage, budget };
 }
 
 function formatStats(s: Record<string, unknown>): string {
@@ -311,7 +312,7 @@ export async function runMount(plan: MountPlan, onReady: () => void): Promise<{ 
       allowOther: plan.allowOther,
       source: built.source,
       ...(plan.pageCacheMaxFileBytes !== undefined ? { pageCacheMaxFileBytes: plan.pageCacheMaxFileBytes } : {}),
-      smallReadCacheBytes: cacheBudget(plan.cacheBytes).smallReads,
+      smallReadCacheBytes: built.budget.smallReads,
     });
   } catch (e) {
     process.off('SIGINT', stop);
