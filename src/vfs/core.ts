@@ -25,6 +25,7 @@ import { IoError, NotFoundError, PbsfsError, UsageError } from '../errors.js';
 import { ListingReadAhead } from './listing-readahead.js';
 import type { VfsDirEntry, VfsFileHandle, VfsNode, VfsStat } from './types.js';
 import { OnceLog } from '../util/once-log.js';
+import { TwoGenerationCache } from '../util/two-generation-cache.js';
 import { heldData, heldForever, type HeldBytes } from '../io/read-at.js';
 import { isPrefetching } from './virtual-nodes.js';
 
@@ -217,7 +218,7 @@ export class VfsCore {
   private readonly slotOfDomain = new Map<number, number>();
   /** Slot 0 is the whole mount's archive in a single-archive mount; otherwise unused. */
   private readonly slots: ({ domain: number; source: InodeSource } | undefined)[] = [];
-  private readonly nodeCache: LRUCache<number, InodeEntry>;
+  private readonly nodeCache: TwoGenerationCache<number, InodeEntry>;
   readonly counters: VfsCounters = { lookups: 0, opens: 0, reads: 0, bytesRead: 0, readErrors: 0, prefetches: 0, openFiles: 0, inodes: 1 };
   private readonly readahead: number;
   private readonly prefetchStep: number;
@@ -233,7 +234,7 @@ export class VfsCore {
     const rootSource = this.singleDomain ? sourceOfDomain(domain) : undefined;
     this.slots.push(rootSource !== undefined ? { domain, source: rootSource } : undefined);
     if (rootSource !== undefined) this.slotOfDomain.set(domain, 0);
-    this.nodeCache = new LRUCache({ max: Math.max(16, opts.nodeCacheSize ?? 16384) });
+    this.nodeCache = new TwoGenerationCache(Math.max(16, opts.nodeCacheSize ?? 16384));
     this.inodes.set(ROOT_ID, {
       nodeid: ROOT_ID,
       node: root,
