@@ -64,6 +64,12 @@ export interface AdapterOptions {
   pageCacheMaxFileBytes?: number;
   /** Bytes of small reads of such files kept by the mount itself (default 16 MiB). */
   smallReadCacheBytes?: number;
+  /**
+   * Answer OPENDIR with ENOSYS where the kernel supports zero-message opendir (default true):
+   * directories are then opened by the kernel alone. False keeps OPENDIR/RELEASEDIR (as on
+   * kernels before 5.1).
+   */
+  zeroMessageOpendir?: boolean;
 }
 
 /** Default of AdapterOptions.pageCacheMaxFileBytes. */
@@ -87,6 +93,8 @@ export class FuseAdapter {
   /** Protocol minor agreed with the kernel (0 before INIT). */
   minor = 0;
   private plusAllowed = false;
+  /** Set at INIT: OPENDIR answers ENOSYS and READDIR comes without a handle (see AdapterOptions). */
+  private zeroMessageOpendir = false;
   /**
    * Open handles of files read with FOPEN_DIRECT_IO: their node and size. Their pages are cached
    * by node id, which is safe because the core never gives one id to two files in one mount
@@ -193,12 +201,16 @@ export class FuseAdapter {
         return Buffer.alloc(0);
       }
       case Op.OPENDIR: {
+        // Zero-message opendir: the kernel then opens directories itself (with FOPEN_KEEP_CACHE
+        // and FOPEN_CACHE_DIR, as below) and never sends OPENDIR or RELEASEDIR again, which
+        // saves a walk one round trip per directory; READDIR then carries no handle.
+        if (this.zeroMessageOpendir) return -Errno.ENOSYS;
         const dh = await core.opendir(h.nodeid);
         return encodeOpenOut(dh, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR);
       }
       case Op.READDIR:
       case Op.READDIRPLUS:
-        return this.readdir(body, h.opcode === Op.READDIRPLUS);
+        return this.readdir(h.nodeid, body, h.opcode === Op.READDIRPLUS);
       case Op.RELEASEDIR:
         core.releasedir(Number(body.readBigUInt64LE(0)));
         return Buffer.alloc(0);
@@ -250,6 +262,8 @@ export class FuseAdapter {
     const flags2 = kernelFlags2 & InitFlag2.DIRECT_IO_ALLOW_MMAP;
     const flags = (kernelFlags & wanted & ~InitFlag.INIT_EXT) | (flags2 !== 0 ? InitFlag.INIT_EXT : 0);
     this.plusAllowed = (flags & InitFlag.DO_READDIRPLUS) !== 0;
+    // Older kernels fail the open on that ENOSYS: only where the kernel says it understands it.
+    this.zeroMessageOpendir = this.opts.zeroMessageOpendir !== false && (kernelFlags & InitFlag.NO_OPENDIR_SUPPORT) !== 0;
     const out = Buffer.alloc(64);
     out.writeUInt32LE(FUSE_KERNEL_VERSION, 0);
     out.writeUInt32LE(this.minor, 4);
@@ -265,18 +279,23 @@ export class FuseAdapter {
     return out;
   }
 
-  private async readdir(body: Buffer, plus: boolean): Promise<Buffer> {
+  private async readdir(nodeid: number, body: Buffer, plus: boolean): Promise<Buffer> {
     const dh = Number(body.readBigUInt64LE(0));
     const offset = Number(body.readBigUInt64LE(8));
     const size = body.readUInt32LE(16);
     const withAttrs = plus && this.plusAllowed;
     let used = 0;
-    const entries: DirListEntry[] = await this.core.readdir(dh, offset, withAttrs, (name) => {
+    const fits = (name: Buffer): boolean => {
       const need = direntSize(name.length, withAttrs);
       if (used + need > size) return false;
       used += need;
       return true;
-    });
+    };
+    // Handle 0: a directory the kernel opened without asking (zero-message opendir).
+    const entries: DirListEntry[] =
+      dh === 0 && this.zeroMessageOpendir
+        ? await this.core.readdirUnopened(nodeid, offset, withAttrs, fits)
+        : await this.core.readdir(dh, offset, withAttrs, fits);
     const out = Buffer.alloc(used);
     let off = 0;
     let pos = offset;

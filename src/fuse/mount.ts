@@ -22,6 +22,8 @@ export interface MountOptions {
   pageCacheMaxFileBytes?: number;
   /** Bound of the adapter's own cache of small reads of those files (default 16 MiB). */
   smallReadCacheBytes?: number;
+  /** See AdapterOptions.zeroMessageOpendir (default true; false for tests of the OPENDIR path). */
+  zeroMessageOpendir?: boolean;
 }
 
 export interface MountedFs {
@@ -87,6 +89,7 @@ export async function mountCore(core: VfsCore, mountpoint: string, o: MountOptio
     ...(o.log ? { log: o.log } : {}),
     ...(o.pageCacheMaxFileBytes !== undefined ? { pageCacheMaxFileBytes: o.pageCacheMaxFileBytes } : {}),
     ...(o.smallReadCacheBytes !== undefined ? { smallReadCacheBytes: o.smallReadCacheBytes } : {}),
+    ...(o.zeroMessageOpendir !== undefined ? { zeroMessageOpendir: o.zeroMessageOpendir } : {}),
   });
   const session = new FuseSession(fd, adapter.dispatch, (e) => o.log?.(`pbsfs: /dev/fuse: ${e.message}`));
   session.start();

@@ -88,6 +88,8 @@ export const InitFlag = {
   PARALLEL_DIROPS: 1 << 18,
   MAX_PAGES: 1 << 22,
   CACHE_SYMLINKS: 1 << 23,
+  /** The kernel takes ENOSYS to OPENDIR as "directories need no open" (Linux 5.1+). */
+  NO_OPENDIR_SUPPORT: 1 << 24,
   /** init_in/init_out carry a second flags word (flags2, bits 32-63). */
   INIT_EXT: 1 << 30,
 } as const;

@@ -185,6 +185,9 @@ export interface VfsCounters {
 
 export const ROOT_ID = 1;
 
+/** Directory listings kept for READDIRs without OPENDIR that stopped before the end. */
+const UNOPENED_DIRS_MAX = 256;
+
 const KIND_BITS: Record<VfsNode['kind'], number> = {
   directory: 0o040000,
   file: 0o100000,
@@ -203,6 +206,8 @@ export class VfsCore {
   private nextNodeId = ROOT_ID + 1;
   private readonly files = new Map<number, FileState>();
   private readonly dirs = new Map<number, DirState>();
+  /** Handles of directories read without OPENDIR, by node id, oldest first (see readdirUnopened). */
+  private readonly unopenedDirs = new Map<number, number>();
   private nextHandle = 1;
   private readonly pathCache: LRUCache<string, VfsNode>;
   private readonly readAhead: ListingReadAhead;
@@ -416,6 +421,7 @@ export class VfsCore {
     const vfs = {
       ...this.counters,
       openFiles: this.files.size,
+      openDirs: this.dirs.size,
       inodes: this.counters.inodes + this.nodeCache.size,
       listingsPrepared: this.readAhead.counters.prepared,
       listingsReadAhead: this.readAhead.counters.used,
@@ -438,6 +444,39 @@ export class VfsCore {
 
   releasedir(dh: number): void {
     this.dirs.delete(dh);
+  }
+
+  /**
+   * READDIR of a directory the kernel opened without telling us (zero-message opendir: it sends
+   * no OPENDIR and no RELEASEDIR). The listing state lives in a handle per directory node, made
+   * on the first READDIR and dropped when a READDIR reaches the end of the listing; walkers read
+   * to the end. Readers that stop early (`ls | head`) leave theirs behind: the oldest beyond
+   * UNOPENED_DIRS_MAX are dropped, which costs a later READDIR of that directory a fresh listing,
+   * never a wrong one (positions index the same immutable listing).
+   */
+  async readdirUnopened(nodeid: number, offset: number, plus: boolean, fits: (name: Buffer) => boolean): Promise<DirListEntry[]> {
+    let dh = this.unopenedDirs.get(nodeid);
+    if (dh === undefined) {
+      dh = await this.opendir(nodeid);
+      const raced = this.unopenedDirs.get(nodeid);
+      if (raced !== undefined) {
+        this.releasedir(dh);
+        dh = raced;
+      } else {
+        this.unopenedDirs.set(nodeid, dh);
+        if (this.unopenedDirs.size > UNOPENED_DIRS_MAX) {
+          const [oldest, oldDh] = this.unopenedDirs.entries().next().value as [number, number];
+          this.unopenedDirs.delete(oldest);
+          this.releasedir(oldDh);
+        }
+      }
+    }
+    const out = await this.readdir(dh, offset, plus, fits);
+    if (out.length === 0 && this.unopenedDirs.get(nodeid) === dh) {
+      this.unopenedDirs.delete(nodeid);
+      this.releasedir(dh);
+    }
+    return out;
   }
 
   /** The children of a directory node (started now: the listing the read-ahead prepares too). */

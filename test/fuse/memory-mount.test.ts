@@ -75,6 +75,17 @@ describe('kernel mount of an in-memory tree', () => {
     expect(j.vfs.reads).toBeGreaterThan(0);
   });
 
+  it('opens directories without OPENDIR where the kernel supports it (no handle while unread)', async () => {
+    const openDirs = async (): Promise<number> =>
+      JSON.parse((await run('getfattr', ['--only-values', '-n', 'user.pbsfs.stats', '--absolute-names', mp])).stdout).vfs.openDirs;
+    const d = await fsp.opendir(`${mp}/dir`);
+    try {
+      expect(await openDirs()).toBe(0);
+    } finally {
+      await d.close();
+    }
+  });
+
   it('logged the corrupt read with the file name', () => {
     expect(logs.some((l) => l.includes('/corrupt.bin') && l.includes('digest 00ff'))).toBe(true);
   });
@@ -95,5 +106,38 @@ describe('kernel mount of an in-memory tree', () => {
     const st = await fsp.stat(mp);
     expect(st.isDirectory()).toBe(true);
     expect(await fsp.readdir(mp)).toEqual([]);
+  });
+});
+
+// Kernels before 5.1 send OPENDIR and RELEASEDIR for every directory; this mount keeps that
+// path (zero-message opendir off), so the handle-based listings stay tested on any kernel.
+describe('kernel mount of an in-memory tree, with OPENDIR/RELEASEDIR', () => {
+  let tmp2: DirectoryResult;
+  let m2: MountedFs | undefined;
+  let core2: VfsCore;
+  beforeAll(async () => {
+    tmp2 = await dir({ unsafeCleanup: true });
+    core2 = new VfsCore(registerInodeDomain(memoryTree().root), { log: () => undefined });
+    m2 = await mountCore(core2, tmp2.path, { source: 'pbsfs-test', zeroMessageOpendir: false });
+  });
+  afterAll(async () => {
+    forceUnmount(tmp2.path);
+    await m2?.done;
+    await tmp2?.cleanup();
+  });
+
+  defineBehaviourSuite(() => kernelDriver(tmp2.path));
+
+  it('opens directories through OPENDIR and releases them', async () => {
+    const openDirs = (): number => (core2.statsSnapshot().vfs as { openDirs: number }).openDirs;
+    // An open, unread directory holds a handle only when the kernel sent OPENDIR.
+    const d = await fsp.opendir(`${tmp2.path}/dir`);
+    expect(openDirs()).toBe(1);
+    const names: string[] = [];
+    for await (const e of d) names.push(e.name); // closes the directory at the end
+    expect(names.sort()).toEqual(['link1', 'sub', 'sym']);
+    // RELEASEDIR is sent asynchronously after close.
+    for (let i = 0; i < 100 && openDirs() > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(openDirs()).toBe(0);
   });
 });

@@ -116,3 +116,71 @@ describe('VfsCore', () => {
     expect(core.openFileCount).toBe(0);
   });
 });
+
+describe('VfsCore READDIR without OPENDIR (zero-message opendir)', () => {
+  const openDirs = (core: VfsCore): number => (core.statsSnapshot().vfs as { openDirs: number }).openDirs;
+  /** Reads a listing as the kernel does: from `offset`, `per` entries per request, until an empty reply. */
+  async function listUnopened(core: VfsCore, nodeid: number, per: number): Promise<string[]> {
+    const names: string[] = [];
+    for (let off = 0; ; ) {
+      let n = 0;
+      const got = await core.readdirUnopened(nodeid, off, true, () => n++ < per);
+      if (got.length === 0) return names;
+      names.push(...got.map((e) => e.name.toString('hex')));
+      off += got.length;
+    }
+  }
+
+  it('lists a directory in pieces by node id, as OPENDIR + READDIR would, and drops the state at the end', async () => {
+    const core = new VfsCore(memoryTree().root);
+    const dir = (await core.lookup(ROOT_ID, Buffer.from('dir')))!;
+    const dh = await core.opendir(dir.nodeid);
+    const viaHandle = (await core.readdir(dh, 0, false, () => true)).map((e) => e.name.toString('hex'));
+    core.releasedir(dh);
+    expect(viaHandle.length).toBe(5); // ".", "..", link1, sub, sym
+    expect(await listUnopened(core, dir.nodeid, 2)).toEqual(viaHandle);
+    expect(openDirs(core)).toBe(0);
+    // Again after the end: a fresh listing.
+    expect(await listUnopened(core, ROOT_ID, 3)).toEqual(await listUnopened(core, ROOT_ID, 100));
+    expect(openDirs(core)).toBe(0);
+  });
+
+  it('serves two readers of one directory at different positions from one listing', async () => {
+    const core = new VfsCore(memoryTree().root);
+    const all = await listUnopened(core, ROOT_ID, 100);
+    let n = 0;
+    const a1 = await core.readdirUnopened(ROOT_ID, 0, true, () => n++ < 4);
+    n = 0;
+    const b1 = await core.readdirUnopened(ROOT_ID, 6, true, () => n++ < 3);
+    expect(openDirs(core)).toBe(1);
+    n = 0;
+    const a2 = await core.readdirUnopened(ROOT_ID, 4, true, () => n++ < 2);
+    expect([...a1, ...a2, ...b1].map((e) => e.name.toString('hex'))).toEqual(all.slice(0, 9));
+  });
+
+  it('keeps a bounded number of unfinished listings; a dropped one is listed again, unchanged', async () => {
+    // 300 directories, each read only partly (a reader that stopped early, like `ls | head`).
+    const dirs = Array.from({ length: 300 }, (_, i) => [`d${String(i).padStart(3, '0')}`, mem({ children: [['a', mem({ data: Buffer.from('x') })], ['b', mem({ data: Buffer.from('y') })]] })] as [string, VfsNode]);
+    const core = new VfsCore(mem({ children: dirs }));
+    const ids: number[] = [];
+    for (const [name] of dirs) {
+      const id = (await core.lookup(ROOT_ID, Buffer.from(name)))!.nodeid;
+      ids.push(id);
+      let n = 0;
+      expect(await core.readdirUnopened(id, 0, true, () => n++ < 3)).toHaveLength(3);
+    }
+    expect(openDirs(core)).toBe(256);
+    // The first directories' listings were dropped: continuing them still gives the right entry.
+    const rest = await core.readdirUnopened(ids[0]!, 3, true, () => true);
+    expect(rest.map((e) => e.name.toString())).toEqual(['b']);
+    expect(await core.readdirUnopened(ids[0]!, 4, true, () => true)).toEqual([]);
+  });
+
+  it('reports an unknown node id as ENOENT and a file as ENOTDIR', async () => {
+    const core = new VfsCore(memoryTree().root);
+    await expect(core.readdirUnopened(987654, 0, true, () => true)).rejects.toMatchObject({ errno: 'ENOENT' });
+    const file = (await core.lookup(ROOT_ID, Buffer.from('hello.txt')))!;
+    await expect(core.readdirUnopened(file.nodeid, 0, true, () => true)).rejects.toMatchObject({ errno: 'ENOTDIR' });
+    expect(openDirs(core)).toBe(0);
+  });
+});
