@@ -59,17 +59,17 @@ function widenThreadPool(): void {
 }
 
 /**
- * How much V8 lets a heap grow past what survived its last full collection: 20% instead of the
- * default (up to 4x for a heap that allocates fast). A tree walk allocates ~385 MB of short-lived
- * objects around ~33 MiB of live ones, and V8 sized the main thread's heap at 123-137 MiB for it.
- * Measured (`find` over the unified bench archive right after mounting, 2+2 interleaved runs):
- * heap 123-137 -> 73 MiB, peak RSS 377-390 -> 322-330 MiB, the walk 2.61-2.78 -> 2.70-2.85 s;
- * split archive 188 -> 155 MiB. V8 flags are process-wide, so the decode threads get it too; it
- * is set before the first of them starts. A lower percentage or smaller young generation
- * (--max-semi-space-size) cost the walk 10-30% more for little memory.
+ * How much V8 lets a heap grow past what survived its last full collection: 60% instead of the
+ * default (up to 4x for a heap that allocates fast). A tree walk allocates ~250 MB of short-lived
+ * objects around ~30 MiB of live ones, and V8 sized the main thread's heap at 123-137 MiB for it.
+ * Measured (`find` right after mounting, 3 interleaved runs each, peak RSS / walk):
+ * split bench archive default 193-207 MiB / 1.36-1.48 s, 60% 157-161 MiB / 1.39-1.48 s, 20%
+ * 151-153 MiB / 1.46-1.69 s (a full collection every ~100 ms); unified archive default 371-381
+ * MiB, 60% 333-340 MiB, 20% 322-328 MiB. V8 flags are process-wide, so the decode threads get it
+ * too. A smaller young generation (--max-semi-space-size) cost the walk 10-30% for little memory.
  */
 function boundHeapGrowth(): void {
-  setFlagsFromString('--heap-growing-percent=20');
+  setFlagsFromString('--heap-growing-percent=60');
 }
 
 /** Everything the mounting process needs; sent to a daemon child over a pipe. */
