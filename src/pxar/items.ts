@@ -60,6 +60,8 @@ export class NeedMore {
 export class ItemReader {
   private buf: Buffer = EMPTY;
   private bufStart = 0;
+  /** Reused by headerScratch(): the decoders read ~6 headers per entry and keep none. */
+  private readonly scratch: ItemHeader = { htype: 0n, pos: 0, fullSize: 0, contentSize: 0 };
 
   constructor(
     readonly src: ReadAt,
@@ -124,6 +126,18 @@ export class ItemReader {
 
   /** The item header at `pos`; the whole item must end at or before `limit`. */
   headerSync(pos: number, limit: number): ItemHeader {
+    return this.headerInto(pos, limit, { htype: 0n, pos: 0, fullSize: 0, contentSize: 0 });
+  }
+
+  /**
+   * headerSync() into this reader's one reused header: valid only until the next call. For the
+   * synchronous decoders below, which never hold a header across another header read.
+   */
+  headerScratch(pos: number, limit: number): ItemHeader {
+    return this.headerInto(pos, limit, this.scratch);
+  }
+
+  private headerInto(pos: number, limit: number, out: ItemHeader): ItemHeader {
     if (pos < 0 || pos + HEADER_SIZE > limit || limit > this.src.size) {
       throw this.error(`item header (16 bytes) extends past the end of its range (${limit})`, pos);
     }
@@ -153,7 +167,11 @@ export class ItemReader {
     if (max !== undefined && contentSize > max) {
       throw this.error(`${pxarTypeName(htype)} item content of ${contentSize} bytes exceeds its limit ${max}`, pos);
     }
-    return { htype, pos, fullSize: full, contentSize };
+    out.htype = htype;
+    out.pos = pos;
+    out.fullSize = full;
+    out.contentSize = contentSize;
+    return out;
   }
 
   async header(pos: number, limit: number): Promise<ItemHeader> {
@@ -167,6 +185,23 @@ export class ItemReader {
     const off = pos - this.bufStart;
     if (off >= 0 && off + len <= this.buf.length && pos + len <= limit) return this.buf.subarray(off, off + len);
     return this.view(pos, len, limit, `${pxarTypeName(h.htype)} content`);
+  }
+
+  /**
+   * Where the content of an item whose header was just read starts in `window` (contentSync()
+   * without a view: for fixed-size contents parsed in place).
+   */
+  contentStart(h: ItemHeader, limit: number): number {
+    const pos = h.pos + HEADER_SIZE;
+    const off = pos - this.bufStart;
+    if (off >= 0 && off + h.contentSize <= this.buf.length && pos + h.contentSize <= limit) return off;
+    this.view(pos, h.contentSize, limit, `${pxarTypeName(h.htype)} content`); // throws
+    return off;
+  }
+
+  /** The bytes the last header and content offsets refer to (valid until the next fill). */
+  get window(): Buffer {
+    return this.buf;
   }
 
   async content(h: ItemHeader, limit: number): Promise<Buffer> {
@@ -212,20 +247,27 @@ export function stripNul(content: Buffer, what: string, r: ItemReader, pos: numb
 
 /** Reads a FILENAME item at `pos` and returns the validated name (a copy) and the next position. */
 export function readFilenameSync(r: ItemReader, pos: number, limit: number): { name: Buffer; next: number } {
-  const h = r.headerSync(pos, limit);
+  const h = r.headerScratch(pos, limit);
   if (h.htype !== PXAR.FILENAME) {
     throw r.error(`expected a FILENAME item, found ${pxarTypeName(h.htype)}`, pos);
   }
-  const name = Buffer.from(stripNul(r.contentSync(h, limit), 'file name', r, pos));
+  const at = r.contentStart(h, limit);
+  const w = r.window;
+  const len = h.contentSize - 1;
+  if (len < 0 || w[at + len] !== 0) throw r.error('file name is missing its terminating zero', pos);
+  // A copy straight from the window (the name outlives it), without intermediate views.
+  const name = Buffer.allocUnsafe(len);
+  w.copy(name, 0, at, at + len);
   checkName(name, r, pos);
   return { name, next: pos + h.fullSize };
 }
 
 /** A u64 that must fit a JS number (positions, sizes, device numbers). */
 export function safeU64(b: Buffer, off: number, what: string, r: ItemReader, pos: number): number {
-  const v = b.readBigUInt64LE(off);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw r.error(`${what} ${v} is too large`, pos);
-  return Number(v);
+  // From its 32-bit halves: no BigInt per value (two per file in a split archive).
+  const hi = b.readUInt32LE(off + 4);
+  if (hi > 0x1fffff) throw r.error(`${what} ${b.readBigUInt64LE(off)} is too large`, pos);
+  return hi * 0x1_0000_0000 + b.readUInt32LE(off);
 }
 
 /** A u64 ACL id or permission value as a number (NO_MASK becomes 2^64 as a double). */
@@ -238,30 +280,31 @@ function clampSafe(v: bigint): number {
   return Number(v > max ? max : v < -max ? -max : v);
 }
 
-export function parseStat(h: ItemHeader, c: Buffer, r: ItemReader): PxarStat {
+/** The ENTRY / ENTRY_V1 content at `o` in `c` (the reader's window: no view per entry). */
+export function parseStat(h: ItemHeader, c: Buffer, o: number, r: ItemReader): PxarStat {
   if (h.htype === PXAR.ENTRY) {
-    if (c.length !== ENTRY_SIZE) throw r.error(`ENTRY content is ${c.length} bytes, expected ${ENTRY_SIZE}`, h.pos);
-    const nanos = c.readUInt32LE(32);
+    if (h.contentSize !== ENTRY_SIZE) throw r.error(`ENTRY content is ${h.contentSize} bytes, expected ${ENTRY_SIZE}`, h.pos);
+    const nanos = c.readUInt32LE(o + 32);
     if (nanos > 999_999_999) throw r.error(`ENTRY mtime nanoseconds ${nanos} out of range`, h.pos);
     // i64 seconds from its halves: exact below 2^53, clamped beyond (no real time is that far).
-    const shi = c.readInt32LE(28);
-    const secs = shi >= 0x200000 || shi < -0x200000 ? clampSafe(c.readBigInt64LE(24)) : shi * 0x1_0000_0000 + c.readUInt32LE(24);
+    const shi = c.readInt32LE(o + 28);
+    const secs = shi >= 0x200000 || shi < -0x200000 ? clampSafe(c.readBigInt64LE(o + 24)) : shi * 0x1_0000_0000 + c.readUInt32LE(o + 24);
     return {
-      mode: c.readUInt32LE(4) !== 0 ? throwMode(r, h.pos) : c.readUInt32LE(0),
-      flags: c.readUInt32LE(12) * 0x1_0000_0000 + c.readUInt32LE(8),
-      uid: c.readUInt32LE(16),
-      gid: c.readUInt32LE(20),
+      mode: c.readUInt32LE(o + 4) !== 0 ? throwMode(r, h.pos) : c.readUInt32LE(o + 0),
+      flags: c.readUInt32LE(o + 12) * 0x1_0000_0000 + c.readUInt32LE(o + 8),
+      uid: c.readUInt32LE(o + 16),
+      gid: c.readUInt32LE(o + 20),
       mtimeSecs: secs,
       mtimeNanos: nanos,
     };
   }
-  if (c.length !== ENTRY_V1_SIZE) throw r.error(`ENTRY_V1 content is ${c.length} bytes, expected ${ENTRY_V1_SIZE}`, h.pos);
-  const ns = c.readBigUInt64LE(24);
+  if (h.contentSize !== ENTRY_V1_SIZE) throw r.error(`ENTRY_V1 content is ${h.contentSize} bytes, expected ${ENTRY_V1_SIZE}`, h.pos);
+  const ns = c.readBigUInt64LE(o + 24);
   return {
-    mode: c.readUInt32LE(4) !== 0 ? throwMode(r, h.pos) : c.readUInt32LE(0),
-    flags: Number(c.readBigUInt64LE(8)),
-    uid: c.readUInt32LE(16),
-    gid: c.readUInt32LE(20),
+    mode: c.readUInt32LE(o + 4) !== 0 ? throwMode(r, h.pos) : c.readUInt32LE(o + 0),
+    flags: Number(c.readBigUInt64LE(o + 8)),
+    uid: c.readUInt32LE(o + 16),
+    gid: c.readUInt32LE(o + 20),
     mtimeSecs: Number(ns / 1_000_000_000n),
     mtimeNanos: Number(ns % 1_000_000_000n),
   };
@@ -321,31 +364,61 @@ function requireType(r: ItemReader, h: ItemHeader, mode: number, want: number): 
  * reader's window (throws NeedMore; use decodeEntryBody or withWindow).
  */
 export function decodeEntryBodySync(r: ItemReader, pos: number, limit: number, version: 1 | 2): EntryBody {
-  const eh = r.headerSync(pos, limit);
-  if (eh.htype !== PXAR.ENTRY && eh.htype !== PXAR.ENTRY_V1) {
-    throw r.error(`expected an ENTRY item, found ${pxarTypeName(eh.htype)}`, pos);
-  }
-  const stat = parseStat(eh, r.contentSync(eh, limit), r);
-  // Most entries carry no xattrs or ACLs: they share one frozen empty list and ACL (a mount of
-  // 100k entries holds 100k of these), and get their own on the first attribute item.
-  const md: PxarMetadata = { stat, xattrs: NO_XATTRS, acl: NO_ACL, fcaps: undefined, quotaProjectId: undefined };
-  const body: EntryBody = {
+  const e = blankEntry(EMPTY, -1, pos);
+  const next = decodeEntryInto(r, pos, limit, version, e);
+  return {
+    kind: e.kind,
+    metadata: e.metadata!,
+    size: e.size,
+    contentOffset: e.contentOffset,
+    payloadOffset: e.payloadOffset,
+    symlinkTarget: e.symlinkTarget,
+    device: e.device,
+    next,
+  };
+}
+
+/** A PxarEntry with every field present (one object shape for all entries), to be filled. */
+function blankEntry(name: Buffer, filenameOffset: number, entryOffset: number): PxarEntry {
+  return {
     kind: 'directory',
-    metadata: md,
+    name,
+    filenameOffset,
+    entryOffset,
+    end: 0,
+    metadata: undefined,
     size: 0,
     contentOffset: undefined,
     payloadOffset: undefined,
     symlinkTarget: undefined,
     device: undefined,
-    next: pos + eh.fullSize,
+    hardlink: undefined,
   };
+}
+
+/**
+ * decodeEntryBodySync() into the entry `e` (kind, metadata, size, offsets, target, device):
+ * a listing decodes 100k of these, and one object each is what it keeps. Returns the position
+ * right after the entry's last item.
+ */
+function decodeEntryInto(r: ItemReader, pos: number, limit: number, version: 1 | 2, e: PxarEntry): number {
+  const eh = r.headerScratch(pos, limit);
+  if (eh.htype !== PXAR.ENTRY && eh.htype !== PXAR.ENTRY_V1) {
+    throw r.error(`expected an ENTRY item, found ${pxarTypeName(eh.htype)}`, pos);
+  }
+  const stat = parseStat(eh, r.window, r.contentStart(eh, limit), r);
+  // Most entries carry no xattrs or ACLs: they share one frozen empty list and ACL (a mount of
+  // 100k entries holds 100k of these), and get their own on the first attribute item.
+  const md: PxarMetadata = { stat, xattrs: NO_XATTRS, acl: NO_ACL, fcaps: undefined, quotaProjectId: undefined };
+  e.metadata = md;
   const mode = stat.mode;
   const ifmt = mode & MODE.IFMT;
-  let p = body.next;
+  let p = pos + eh.fullSize;
   let budget = MAX_METADATA_BYTES;
 
   while (p !== limit) {
-    const h = r.headerSync(p, limit);
+    // The scratch header: nothing below reads another header before this one is done with.
+    const h = r.headerScratch(p, limit);
     switch (h.htype) {
       case PXAR.XATTR:
       case PXAR.ACL_USER:
@@ -369,12 +442,12 @@ export function decodeEntryBodySync(r: ItemReader, pos: number, limit: number, v
           md.fcaps = Buffer.from(r.contentSync(h, limit));
         } else {
           fixedSize(r, h, ACL_USER_SIZE);
-          const e = aclEntry(r.contentSync(h, limit));
+          const a = aclEntry(r.contentSync(h, limit));
           if (md.acl === NO_ACL) md.acl = emptyAcl();
-          if (h.htype === PXAR.ACL_USER) md.acl.users.push(e);
-          else if (h.htype === PXAR.ACL_GROUP) md.acl.groups.push(e);
-          else if (h.htype === PXAR.ACL_DEFAULT_USER) md.acl.defaultUsers.push(e);
-          else md.acl.defaultGroups.push(e);
+          if (h.htype === PXAR.ACL_USER) md.acl.users.push(a);
+          else if (h.htype === PXAR.ACL_GROUP) md.acl.groups.push(a);
+          else if (h.htype === PXAR.ACL_DEFAULT_USER) md.acl.defaultUsers.push(a);
+          else md.acl.defaultGroups.push(a);
         }
         break;
       }
@@ -400,47 +473,43 @@ export function decodeEntryBodySync(r: ItemReader, pos: number, limit: number, v
       case PXAR.SYMLINK: {
         requireType(r, h, mode, MODE.IFLNK);
         const t = stripNul(r.contentSync(h, limit), 'symlink target', r, h.pos);
-        body.kind = 'symlink';
-        body.symlinkTarget = Buffer.from(t);
-        body.size = t.length;
-        body.next = h.pos + h.fullSize;
-        return body;
+        e.kind = 'symlink';
+        e.symlinkTarget = Buffer.from(t);
+        e.size = t.length;
+        return h.pos + h.fullSize;
       }
       case PXAR.DEVICE: {
         if (ifmt !== MODE.IFCHR && ifmt !== MODE.IFBLK) requireType(r, h, mode, MODE.IFCHR);
         fixedSize(r, h, DEVICE_SIZE);
         const c = r.contentSync(h, limit);
-        body.kind = ifmt === MODE.IFCHR ? 'chardev' : 'blockdev';
-        body.device = {
+        e.kind = ifmt === MODE.IFCHR ? 'chardev' : 'blockdev';
+        e.device = {
           major: safeU64(c, 0, 'device major', r, h.pos),
           minor: safeU64(c, 8, 'device minor', r, h.pos),
         };
-        body.next = h.pos + h.fullSize;
-        return body;
+        return h.pos + h.fullSize;
       }
       case PXAR.PAYLOAD:
         requireType(r, h, mode, MODE.IFREG);
         if (version !== 1) throw r.error('inline PAYLOAD in a split (format version 2) archive', h.pos);
-        body.kind = 'file';
-        body.size = h.contentSize;
-        body.contentOffset = h.pos + HEADER_SIZE;
-        body.next = h.pos + h.fullSize;
-        return body;
+        e.kind = 'file';
+        e.size = h.contentSize;
+        e.contentOffset = h.pos + HEADER_SIZE;
+        return h.pos + h.fullSize;
       case PXAR.PAYLOAD_REF: {
         requireType(r, h, mode, MODE.IFREG);
         if (version !== 2) throw r.error('PAYLOAD_REF in a format version 1 archive', h.pos);
         fixedSize(r, h, PAYLOAD_REF_SIZE);
-        const c = r.contentSync(h, limit);
-        body.kind = 'file';
-        body.payloadOffset = safeU64(c, 0, 'payload offset', r, h.pos);
-        body.size = safeU64(c, 8, 'payload size', r, h.pos);
-        body.next = h.pos + h.fullSize;
-        return body;
+        const at = r.contentStart(h, limit);
+        e.kind = 'file';
+        e.payloadOffset = safeU64(r.window, at, 'payload offset', r, h.pos);
+        e.size = safeU64(r.window, at + 8, 'payload size', r, h.pos);
+        return h.pos + h.fullSize;
       }
       case PXAR.FILENAME:
       case PXAR.GOODBYE:
-        body.next = p;
-        return finishOpen(body, ifmt, r, p);
+        finishOpen(e, ifmt, r, p);
+        return p;
       case PXAR.HARDLINK:
         throw r.error('HARDLINK item inside an entry', h.pos);
       default:
@@ -449,8 +518,8 @@ export function decodeEntryBodySync(r: ItemReader, pos: number, limit: number, v
     p = h.pos + h.fullSize;
   }
   // End of the recorded range: only legal for kinds without a terminal item.
-  body.next = p;
-  return finishOpen(body, ifmt, r, p);
+  finishOpen(e, ifmt, r, p);
+  return p;
 }
 
 export function decodeEntryBody(r: ItemReader, pos: number, limit: number, version: 1 | 2): Promise<EntryBody> {
@@ -458,12 +527,11 @@ export function decodeEntryBody(r: ItemReader, pos: number, limit: number, versi
 }
 
 /** An entry that ended without a terminal item: directory, FIFO or socket by mode. */
-function finishOpen(body: EntryBody, ifmt: number, r: ItemReader, pos: number): EntryBody {
-  if (ifmt === MODE.IFIFO) body.kind = 'fifo';
-  else if (ifmt === MODE.IFSOCK) body.kind = 'socket';
-  else if (ifmt === MODE.IFDIR) body.kind = 'directory';
-  else throw r.error(`entry with mode 0${body.metadata.stat.mode.toString(8)} ends without its data item`, pos);
-  return body;
+function finishOpen(e: PxarEntry, ifmt: number, r: ItemReader, pos: number): void {
+  if (ifmt === MODE.IFIFO) e.kind = 'fifo';
+  else if (ifmt === MODE.IFSOCK) e.kind = 'socket';
+  else if (ifmt === MODE.IFDIR) e.kind = 'directory';
+  else throw r.error(`entry with mode 0${e.metadata!.stat.mode.toString(8)} ends without its data item`, pos);
 }
 
 /** Builds a PxarEntry from a decoded body. */
@@ -501,7 +569,7 @@ export function readHardlinkSync(r: ItemReader, h: ItemHeader, limit: number, fi
  */
 export function decodeChildSync(r: ItemReader, pos: number, limit: number, version: 1 | 2): PxarEntry {
   const { name, next } = readFilenameSync(r, pos, limit);
-  const h = r.headerSync(next, limit);
+  const h = r.headerScratch(next, limit);
   if (h.htype === PXAR.HARDLINK) {
     return {
       kind: 'hardlink',
@@ -521,7 +589,9 @@ export function decodeChildSync(r: ItemReader, pos: number, limit: number, versi
   if (h.htype !== PXAR.ENTRY && h.htype !== PXAR.ENTRY_V1) {
     throw r.error(`expected an ENTRY or HARDLINK item after the file name, found ${pxarTypeName(h.htype)}`, next);
   }
-  return entryFromBody(name, pos, next, decodeEntryBodySync(r, next, limit, version));
+  const e = blankEntry(name, pos, next);
+  e.end = decodeEntryInto(r, next, limit, version, e);
+  return e;
 }
 
 export function decodeChild(r: ItemReader, pos: number, limit: number, version: 1 | 2): Promise<PxarEntry> {
