@@ -73,6 +73,11 @@ let nextDomain = 1;
  */
 export interface InodeSource {
   nodeByIno(ino: number): Promise<VfsNode>;
+  /**
+   * For messages about a rebuilt node (`node`, from nodeByIno): its name and the inode number of
+   * the directory holding it (1: the archive's root), when known.
+   */
+  placeOfIno?(ino: number, node: VfsNode): { name: Buffer; parentIno: number } | undefined;
 }
 
 /** The InodeSource registered with a domain root, if any. */
@@ -285,9 +290,19 @@ export class VfsCore {
     if (e !== undefined) return e;
     const slot = this.isCompactId(nodeid) ? this.slots[Math.floor(nodeid / COMPACT_SPAN)] : undefined;
     if (slot === undefined) throw new VfsError('ENOENT', `unknown node id ${nodeid}`);
-    // A node the kernel still knows but our cache has dropped: rebuild it from its inode number.
-    const node = await slot.source.nodeByIno(nodeid % COMPACT_SPAN);
-    return this.remember(nodeid, slot.domain, node, Buffer.from(`inode ${nodeid % COMPACT_SPAN}`), ROOT_ID);
+    // A node the kernel still knows but our cache does not hold (dropped, or listed and never
+    // cached): rebuild it from its inode number, with its name and directory for messages.
+    const ino = nodeid % COMPACT_SPAN;
+    const node = await slot.source.nodeByIno(ino);
+    const place = slot.source.placeOfIno?.(ino, node);
+    const parent = place === undefined ? undefined : place.parentIno === 1 ? this.domainRootId(slot.domain) : this.compactId(slot.domain, place.parentIno);
+    // Parent 0 (no such node): the path shows as ".../name".
+    return this.remember(nodeid, slot.domain, node, place?.name ?? Buffer.from(`inode ${ino}`), parent ?? 0);
+  }
+
+  /** The node id of an archive's root directory (ROOT_ID when the mount is that archive). */
+  private domainRootId(domain: number): number | undefined {
+    return this.singleDomain ? ROOT_ID : this.byKey.get(domain)?.get(1);
   }
 
   /** The compact node id of an archive node, or undefined when it needs a table entry. */
@@ -352,10 +367,17 @@ export class VfsCore {
     return this.enterWith(parent, name, child, child.statSync?.() ?? (await child.stat()));
   }
 
-  /** enter() with the child's attributes already at hand. */
-  private enterWith(parent: InodeEntry, name: Buffer, child: VfsNode, st: VfsStat): ResolvedEntry {
+  /**
+   * enter() with the child's attributes already at hand. `listed`: an entry of a READDIRPLUS
+   * reply. Rebuildable archive nodes other than directories are then not cached: the kernel has
+   * their attributes, a walk rarely touches them again, and a later request rebuilds the node
+   * from its inode number (one entry decode). Caching every listed node was most of a walk's
+   * garbage collection (each lived just long enough to be promoted).
+   */
+  private enterWith(parent: InodeEntry, name: Buffer, child: VfsNode, st: VfsStat, listed = false): ResolvedEntry {
     const compact = domainRoots.get(child) === undefined ? this.compactId(parent.domain, st.ino) : undefined;
     if (compact !== undefined) {
+      if (listed && child.kind !== 'directory') return { nodeid: compact, attr: this.present(st, compact) };
       const e = this.remember(compact, parent.domain, child, name, parent.nodeid);
       e.attr ??= this.present(st, compact);
       return { nodeid: compact, attr: e.attr };
@@ -551,7 +573,7 @@ export class VfsCore {
         return;
       }
       if (st !== undefined) {
-        resolved[i] = plus ? this.enterWith(dir, p.name, node, st) : { nodeid: 0, attr: this.present(st, 0) };
+        resolved[i] = plus ? this.enterWith(dir, p.name, node, st, true) : { nodeid: 0, attr: this.present(st, 0) };
         return;
       }
       pending.push(

@@ -162,6 +162,25 @@ export class PxarTree implements InodeSource {
     return node;
   }
 
+  /**
+   * InodeSource: a rebuilt node's name and directory. The directory is the innermost one seen
+   * whose range holds the entry's position (a scan of the directories seen: messages only).
+   */
+  placeOfIno(ino: number, node: VfsNode): { name: Buffer; parentIno: number } | undefined {
+    if (ino === 1 || !(node instanceof PxarNode)) return undefined;
+    const pos = ino - 2;
+    let parentIno = 1;
+    let parentStart = -1;
+    for (const [dirIno, end] of this.dirEnds) {
+      const start = dirIno - 2;
+      if (start < pos && pos < end && start > parentStart) {
+        parentIno = dirIno;
+        parentStart = start;
+      }
+    }
+    return { name: node.entry.name, parentIno };
+  }
+
   private nodeOf(entry: PxarEntry, target: PxarEntry, depth: number): PxarNode {
     // One class per kind: the VfsNode contract tells kinds apart by which methods exist, and
     // prototype methods cost nothing per node (a mount may hold every entry of an archive).
