@@ -21,8 +21,8 @@ import { ItemReader, NeedMore, decodeChild, decodeChildSync, decodeEntryBody, en
 import { pxarHashParts } from './siphash.js';
 import type { PxarEntry } from './types.js';
 
-/** How far ahead of the child being decoded a directory listing asks for data. */
-const READDIR_PREFETCH_BYTES = 8 * 1024 * 1024;
+/** How far ahead of the child being decoded a directory listing asks for data (default). */
+export const READDIR_PREFETCH_BYTES = 8 * 1024 * 1024;
 
 export interface AccessorOptions {
   /** Decoded entries kept in memory (default 8192). */
@@ -33,6 +33,11 @@ export interface AccessorOptions {
   maxTableEntries?: number;
   /** Largest accepted PRELUDE (default 1 MiB). */
   maxPreludeBytes?: number;
+  /**
+   * How far ahead of the child being decoded a listing asks for data (default 8 MiB). Fetched
+   * chunks wait in the chunk cache until the listing gets to them: keep this well inside it.
+   */
+  readdirPrefetchBytes?: number;
 }
 
 /** An opened directory: its goodbye table (records without the tail) and where things are. */
@@ -71,6 +76,7 @@ export class PxarAccessor {
   private readonly tables: LRUCache<number, PxarDir>;
   private readonly entries: LRUCache<number, PxarEntry>;
   private readonly maxTableEntries: number;
+  private readonly readdirPrefetchBytes: number;
 
   private constructor(
     readonly archive: ReadAt,
@@ -83,6 +89,7 @@ export class PxarAccessor {
   ) {
     this.content = new ContentReader(archive, payload);
     this.maxTableEntries = opts.maxTableEntries ?? 4 * 1024 * 1024;
+    this.readdirPrefetchBytes = Math.max(0, opts.readdirPrefetchBytes ?? READDIR_PREFETCH_BYTES);
     this.tables = new LRUCache<number, PxarDir>({
       maxSize: Math.max(1, opts.cacheTableBytes ?? 64 * 1024 * 1024),
       sizeCalculation: (d) => d.table.length + 64,
@@ -316,7 +323,7 @@ export class PxarAccessor {
     let lastHint = -Infinity;
     for (const { idx, pos } of order) {
       if (this.archive.prefetch !== undefined) {
-        while (hinted < order.length && order[hinted]!.pos <= pos + READDIR_PREFETCH_BYTES) {
+        while (hinted < order.length && order[hinted]!.pos <= pos + this.readdirPrefetchBytes) {
           const at = order[hinted]!.pos;
           // Children packed closely share chunks: one hint per 256 KiB is enough.
           if (at >= lastHint + 256 * 1024) {

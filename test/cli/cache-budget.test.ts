@@ -14,9 +14,12 @@ describe('cacheBudget', () => {
     expect(b.harvest).toBe(Math.floor(total / 4));
     expect(b.smallReads).toBeLessThanOrEqual(16 * MiB);
     expect(b.chunks).toBeGreaterThanOrEqual(total / 2);
+    // A listing's read-ahead stays well inside the chunk cache it fills.
+    expect(b.listingPrefetch).toBeLessThanOrEqual(b.chunks / 4);
+    expect(b.listingPrefetch).toBeLessThanOrEqual(32 * MiB);
   });
 
-  it('the default 128 MiB: 80 MiB of chunks, 32 MiB of harvest, 16 MiB of small reads', () => {
-    expect(cacheBudget(128 * MiB)).toEqual({ chunks: 80 * MiB, harvest: 32 * MiB, smallReads: 16 * MiB });
+  it('the default 128 MiB: 80 MiB of chunks, 32 MiB of harvest, 16 MiB of small reads; listings read 20 MiB ahead', () => {
+    expect(cacheBudget(128 * MiB)).toEqual({ chunks: 80 * MiB, harvest: 32 * MiB, smallReads: 16 * MiB, listingPrefetch: 20 * MiB });
   });
 });
