@@ -239,10 +239,13 @@ export function checkName(name: Buffer, r: ItemReader, pos: number): void {
 
 /** Strips the mandatory trailing NUL of FILENAME/SYMLINK/HARDLINK strings. */
 export function stripNul(content: Buffer, what: string, r: ItemReader, pos: number): Buffer {
-  if (content.length === 0 || content[content.length - 1] !== 0) {
-    throw r.error(`${what} is missing its terminating zero`, pos);
-  }
-  return content.subarray(0, content.length - 1);
+  return content.subarray(0, terminatedLength(content, 0, content.length, what, r, pos));
+}
+
+/** The length without its mandatory trailing NUL of the `size` bytes at `at` in `b`. */
+function terminatedLength(b: Buffer, at: number, size: number, what: string, r: ItemReader, pos: number): number {
+  if (size === 0 || b[at + size - 1] !== 0) throw r.error(`${what} is missing its terminating zero`, pos);
+  return size - 1;
 }
 
 /** Reads a FILENAME item at `pos` and returns the validated name (a copy) and the next position. */
@@ -253,8 +256,7 @@ export function readFilenameSync(r: ItemReader, pos: number, limit: number): { n
   }
   const at = r.contentStart(h, limit);
   const w = r.window;
-  const len = h.contentSize - 1;
-  if (len < 0 || w[at + len] !== 0) throw r.error('file name is missing its terminating zero', pos);
+  const len = terminatedLength(w, at, h.contentSize, 'file name', r, pos);
   // A copy straight from the window (the name outlives it), without intermediate views.
   const name = Buffer.allocUnsafe(len);
   w.copy(name, 0, at, at + len);

@@ -155,6 +155,7 @@ interface InodeEntry {
   /** Identity within the domain: the archive inode number, or the made-up node's id. */
   key: number;
   lookups: number;
+  /** Node id of the directory it was found in (PARENT_UNKNOWN: rebuilt, not placed yet). */
   parent: number;
   /** Name under `parent` (the path for messages is built from these only when needed). */
   name: Buffer;
@@ -204,6 +205,9 @@ export interface VfsCounters {
 }
 
 export const ROOT_ID = 1;
+
+/** InodeEntry.parent of a rebuilt node until a message needs its place (see placeRebuilt). */
+const PARENT_UNKNOWN = -1;
 
 /** Directory listings kept for READDIRs without OPENDIR that stopped before the end. */
 const UNOPENED_DIRS_MAX = 256;
@@ -291,13 +295,21 @@ export class VfsCore {
     const slot = this.isCompactId(nodeid) ? this.slots[Math.floor(nodeid / COMPACT_SPAN)] : undefined;
     if (slot === undefined) throw new VfsError('ENOENT', `unknown node id ${nodeid}`);
     // A node the kernel still knows but our cache does not hold (dropped, or listed and never
-    // cached): rebuild it from its inode number, with its name and directory for messages.
-    const ino = nodeid % COMPACT_SPAN;
-    const node = await slot.source.nodeByIno(ino);
-    const place = slot.source.placeOfIno?.(ino, node);
-    const parent = place === undefined ? undefined : place.parentIno === 1 ? this.domainRootId(slot.domain) : this.compactId(slot.domain, place.parentIno);
-    // Parent 0 (no such node): the path shows as ".../name".
-    return this.remember(nodeid, slot.domain, node, place?.name ?? Buffer.from(`inode ${ino}`), parent ?? 0);
+    // cached): rebuild it from its inode number. Its name and directory are found only if a
+    // message needs them (see placeRebuilt).
+    const node = await slot.source.nodeByIno(nodeid % COMPACT_SPAN);
+    return this.remember(nodeid, slot.domain, node, Buffer.from(`inode ${nodeid % COMPACT_SPAN}`), PARENT_UNKNOWN);
+  }
+
+  /** Names a rebuilt node and finds its directory (for messages), where its archive can tell. */
+  private placeRebuilt(e: InodeEntry): void {
+    const slot = this.slots[Math.floor(e.nodeid / COMPACT_SPAN)];
+    const place = slot?.source.placeOfIno?.(e.nodeid % COMPACT_SPAN, e.node);
+    // Parent 0 (no such node) when unknown: the path then shows as ".../name".
+    e.parent = 0;
+    if (slot === undefined || place === undefined) return;
+    e.name = place.name;
+    e.parent = (place.parentIno === 1 ? this.domainRootId(slot.domain) : this.compactId(slot.domain, place.parentIno)) ?? 0;
   }
 
   /** The node id of an archive's root directory (ROOT_ID when the mount is that archive). */
@@ -351,6 +363,7 @@ export class VfsCore {
     let cur: InodeEntry | undefined = e;
     for (let depth = 0; cur !== undefined && cur.nodeid !== ROOT_ID; depth++) {
       if (depth > 4096) return `.../${parts.reverse().join('/')}`;
+      if (cur.parent === PARENT_UNKNOWN) this.placeRebuilt(cur);
       parts.push(cur.name.toString());
       cur = this.inodes.get(cur.parent) ?? this.nodeCache.get(cur.parent);
       if (cur === undefined) return `.../${parts.reverse().join('/')}`;
