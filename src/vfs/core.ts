@@ -211,6 +211,17 @@ const PARENT_UNKNOWN = -1;
 
 /** Directory listings kept for READDIRs without OPENDIR that stopped before the end. */
 const UNOPENED_DIRS_MAX = 256;
+/**
+ * An unfinished listing without OPENDIR unused this long is taken as abandoned: a listing holds
+ * a node per entry, and `ls | head` of a directory of millions must not pin them for good.
+ */
+const UNOPENED_IDLE_MS = 10_000;
+
+/** A directory read without OPENDIR: its listing's handle and when a READDIR last used it. */
+interface UnopenedDir {
+  dh: number;
+  used: number;
+}
 
 const KIND_BITS: Record<VfsNode['kind'], number> = {
   directory: 0o040000,
@@ -230,8 +241,8 @@ export class VfsCore {
   private nextNodeId = ROOT_ID + 1;
   private readonly files = new Map<number, FileState>();
   private readonly dirs = new Map<number, DirState>();
-  /** Handles of directories read without OPENDIR, by node id, oldest first (see readdirUnopened). */
-  private readonly unopenedDirs = new Map<number, number>();
+  /** Listings of directories read without OPENDIR, by node id, least recently used first (see readdirUnopened). */
+  private readonly unopenedDirs = new Map<number, UnopenedDir>();
   private nextHandle = 1;
   private readonly pathCache: LRUCache<string, VfsNode>;
   private readonly readAhead: ListingReadAhead;
@@ -500,33 +511,50 @@ export class VfsCore {
    * READDIR of a directory the kernel opened without telling us (zero-message opendir: it sends
    * no OPENDIR and no RELEASEDIR). The listing state lives in a handle per directory node, made
    * on the first READDIR and dropped when a READDIR reaches the end of the listing; walkers read
-   * to the end. Readers that stop early (`ls | head`) leave theirs behind: the oldest beyond
-   * UNOPENED_DIRS_MAX are dropped, which costs a later READDIR of that directory a fresh listing,
-   * never a wrong one (positions index the same immutable listing).
+   * to the end. Readers that stop early (`ls | head`) leave theirs behind, and nothing tells us
+   * they are gone: a listing unused for UNOPENED_IDLE_MS is dropped at the next directory's
+   * first READDIR, and beyond UNOPENED_DIRS_MAX the least recently used. A dropped listing costs
+   * a later READDIR of that directory a fresh listing, never a wrong one (positions index the
+   * same immutable listing).
    */
   async readdirUnopened(nodeid: number, offset: number, plus: boolean, fits: (name: Buffer) => boolean): Promise<DirListEntry[]> {
-    let dh = this.unopenedDirs.get(nodeid);
-    if (dh === undefined) {
-      dh = await this.opendir(nodeid);
-      const raced = this.unopenedDirs.get(nodeid);
-      if (raced !== undefined) {
-        this.releasedir(dh);
-        dh = raced;
-      } else {
-        this.unopenedDirs.set(nodeid, dh);
+    const now = Date.now();
+    let u = this.unopenedDirs.get(nodeid);
+    if (u === undefined) {
+      this.dropIdleUnopened(now);
+      const dh = await this.opendir(nodeid);
+      u = this.unopenedDirs.get(nodeid); // another READDIR of it may have come first
+      if (u !== undefined) this.releasedir(dh);
+      else {
+        u = { dh, used: now };
+        this.unopenedDirs.set(nodeid, u);
         if (this.unopenedDirs.size > UNOPENED_DIRS_MAX) {
-          const [oldest, oldDh] = this.unopenedDirs.entries().next().value as [number, number];
+          const [oldest, old] = this.unopenedDirs.entries().next().value as [number, UnopenedDir];
           this.unopenedDirs.delete(oldest);
-          this.releasedir(oldDh);
+          this.releasedir(old.dh);
         }
       }
-    }
-    const out = await this.readdir(dh, offset, plus, fits);
-    if (out.length === 0 && this.unopenedDirs.get(nodeid) === dh) {
+    } else {
+      // Least recently used first: move it to the end.
       this.unopenedDirs.delete(nodeid);
-      this.releasedir(dh);
+      this.unopenedDirs.set(nodeid, u);
+    }
+    u.used = now;
+    const out = await this.readdir(u.dh, offset, plus, fits);
+    if (out.length === 0 && this.unopenedDirs.get(nodeid) === u) {
+      this.unopenedDirs.delete(nodeid);
+      this.releasedir(u.dh);
     }
     return out;
+  }
+
+  /** Drops the unopened listings unused for UNOPENED_IDLE_MS (the map is in order of use). */
+  private dropIdleUnopened(now: number): void {
+    for (const [nodeid, u] of this.unopenedDirs) {
+      if (now - u.used < UNOPENED_IDLE_MS) return;
+      this.unopenedDirs.delete(nodeid);
+      this.releasedir(u.dh);
+    }
   }
 
   /** The children of a directory node (started now: the listing the read-ahead prepares too). */

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ROOT_ID, STATS_XATTR, VfsCore, registerInodeDomain } from '../../src/vfs/core.js';
 import { LazyDir, ReadAtFile } from '../../src/vfs/virtual-nodes.js';
 import { BufferReadAt } from '../../src/io/read-at.js';
@@ -174,6 +174,32 @@ describe('VfsCore READDIR without OPENDIR (zero-message opendir)', () => {
     const rest = await core.readdirUnopened(ids[0]!, 3, true, () => true);
     expect(rest.map((e) => e.name.toString())).toEqual(['b']);
     expect(await core.readdirUnopened(ids[0]!, 4, true, () => true)).toEqual([]);
+  });
+
+  it('drops listings left unfinished for 10 s when another directory is first read', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const core = new VfsCore(memoryTree().root);
+      const dir = (await core.lookup(ROOT_ID, Buffer.from('dir')))!.nodeid;
+      const sub = (await core.lookup(dir, Buffer.from('sub')))!.nodeid;
+      let n = 0;
+      await core.readdirUnopened(ROOT_ID, 0, true, () => n++ < 3);
+      vi.advanceTimersByTime(6_000);
+      n = 0;
+      await core.readdirUnopened(dir, 0, true, () => n++ < 3);
+      expect(openDirs(core)).toBe(2);
+      vi.advanceTimersByTime(5_000); // the root's listing: 11 s unused; dir's: 5 s
+      n = 0;
+      await core.readdirUnopened(sub, 0, true, () => n++ < 1);
+      expect(openDirs(core)).toBe(2); // dir and sub
+      // The root's reader comes back after all: a fresh listing, the same entries.
+      const all = await listUnopened(core, ROOT_ID, 100);
+      n = 0;
+      const rest = await core.readdirUnopened(ROOT_ID, 3, true, () => n++ < 100);
+      expect(rest.map((e) => e.name.toString('hex'))).toEqual(all.slice(3));
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('reports an unknown node id as ENOENT and a file as ENOTDIR', async () => {
