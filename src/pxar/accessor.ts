@@ -22,7 +22,7 @@ import { pxarHashParts } from './siphash.js';
 import type { PxarEntry } from './types.js';
 
 /** How far ahead of the child being decoded a directory listing asks for data (default). */
-export const READDIR_PREFETCH_BYTES = 8 * 1024 * 1024;
+const READDIR_PREFETCH_BYTES = 8 * 1024 * 1024;
 
 export interface AccessorOptions {
   /** Decoded entries kept in memory (default 8192). */
