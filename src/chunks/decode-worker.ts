@@ -7,6 +7,7 @@ import { parentPort } from 'node:worker_threads';
 import { CryptConfig } from '../crypto/crypt-config.js';
 import { isPbsfsError } from '../errors.js';
 import { inlineChunkDecoder, isSameMemory } from './chunk-decoder.js';
+import { DecodeGarbage } from './decode-garbage.js';
 import { runDecryptStage, runDigestStage } from './stream-stages.js';
 import type { DecodeRequestMessage, DecodeResponseMessage, WorkerReadyMessage, WorkerRequestMessage } from './worker-protocol.js';
 
@@ -23,8 +24,11 @@ function cryptFor(key: Uint8Array | undefined): CryptConfig | undefined {
   return c;
 }
 
+const garbage = DecodeGarbage.forThisThread();
+
 const port = parentPort;
 if (port) {
+  garbage.raiseMmapThreshold();
   port.on('message', (m: WorkerRequestMessage) => {
     let reply: DecodeResponseMessage;
     const transfer: ArrayBuffer[] = [];
@@ -45,6 +49,8 @@ if (port) {
     } catch {
       port.postMessage(reply); // untransferable (pooled) memory: copy
     }
+    // After the reply, so the collection does not delay it. Hashing makes no buffers.
+    if (m.type !== 'digest-stream') garbage.produce(m.type === 'decode' ? m.expectedSize : m.size);
   });
   // The pool decodes on its own thread until this arrives (a worker takes ~100 ms to start).
   port.postMessage({ ready: true } satisfies WorkerReadyMessage);
