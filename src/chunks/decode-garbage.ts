@@ -11,11 +11,12 @@
  *
  * A young-generation collection after each chunk frees them while they are few, and raising
  * glibc's dynamic mmap threshold (it rises to the size of any large mmapped block freed) stops
- * it from returning the freed 4 MiB to the OS each time. Together: peak RSS of the sequential
+ * it from returning the freed memory to the OS each time. Together: peak RSS of the sequential
  * read 243-267 -> 232-236 MiB, faults 34,000-76,000 -> ~34,000 (what filling the cache arena
  * costs anyway), throughput unchanged or better (533-591 -> 588-609 MB/s in the same minutes).
  * A collection alone, without the threshold, left glibc trimming and refaulting (up to 150,000
- * faults, 371-562 MB/s); a 16 MiB threshold kept 20 MiB more in the arenas than 4 MiB.
+ * faults, 371-562 MB/s). A fault costs ~12 us on this VM (touching 32 MiB of new memory: 99 ms),
+ * so every avoidable one counts.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -25,8 +26,14 @@ type Collect = (opts: { type: 'minor' | 'major' }) => void;
 /** Bytes a thread may produce between collections. */
 export const COLLECT_EVERY_BYTES = 2 * 1024 * 1024;
 
-/** Freed once at start-up: glibc then serves blocks up to this size from its arenas. */
-const MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024;
+/**
+ * Freed once at start-up: glibc then serves blocks up to this size from its arenas, and trims an
+ * arena only once twice this much lies free at its top. With 4 MiB (trimmed past 8 MiB) one
+ * late sweep of two chunks' garbage was enough to trim, and runs alternated between ~20,000 and
+ * ~77,000 faults on the decrypting thread (1 GiB, 355-593 MB/s); with 8 or 16 MiB, 10 runs each
+ * stayed at 14,600-16,800 faults (472-698 MB/s), peak RSS within 3 MiB of each other.
+ */
+const MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024;
 
 /**
  * V8's collector, exposed for this thread only: the flag is process-wide, so it is switched
