@@ -26,6 +26,9 @@ interface ReadRange {
   last: number;
 }
 
+/** Streams whose forget() progress is remembered (see IndexReadAt.forget). */
+const FORGET_STREAMS = 16;
+
 /** Chunks fetched ahead (into the cache) once reads look sequential. */
 const SEQUENTIAL_READ_AHEAD = 2;
 
@@ -79,6 +82,8 @@ export class IndexReadAt implements ReadAt {
   readonly size: number;
   /** Last chunk touched by readAt, to detect sequential access. */
   private lastChunk = -2;
+  /** forget(): range start -> first chunk not yet dropped, for the most recent streams. */
+  private readonly forgetResume = new Map<number, number>();
 
   private readonly damage: DamageReport | undefined;
   private readonly archive: string;
@@ -261,6 +266,26 @@ export class IndexReadAt implements ReadAt {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset >= this.size) return;
     const first = this.index.chunkAt(offset);
     this.prefetchChunks(first, Math.min(first + 8, this.index.chunkAt(Math.min(this.size, offset + length) - 1) + 1));
+  }
+
+  /**
+   * ReadAt.forget: drops the cached chunks lying wholly inside the range (a chunk shared with
+   * bytes outside it may still be wanted by whoever reads those).
+   */
+  forget(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length <= 0 || offset >= this.size) return;
+    const end = Math.min(this.size, offset + length);
+    // A streaming reader asks again and again from the start of its file, each time a little
+    // further: resume where the last call from the same start stopped.
+    let i = this.forgetResume.get(offset) ?? this.index.chunkAt(offset);
+    for (; i < this.index.count; i++) {
+      const r = this.index.chunkRange(i);
+      if (r.end > end) break;
+      if (r.start >= offset) this.reader.forget({ digest: this.index.digest(i), expectedSize: r.end - r.start, cryptMode: this.cryptMode });
+    }
+    this.forgetResume.delete(offset);
+    if (this.forgetResume.size >= FORGET_STREAMS) this.forgetResume.delete(this.forgetResume.keys().next().value!);
+    this.forgetResume.set(offset, i);
   }
 
   private readAhead(from: number): void {

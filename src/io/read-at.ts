@@ -59,6 +59,11 @@ export interface ReadAt {
    */
   prefetch?(offset: number, length: number): void;
   /**
+   * A hint that [offset, offset + length) will not be read again soon (a streaming reader has
+   * passed it): sources may drop what they cache for that range alone. Never throws.
+   */
+  forget?(offset: number, length: number): void;
+  /**
    * Optional, synchronous: at least `min` and at most `max` bytes starting at `offset` if the
    * source holds them in memory right now (verified, like readAt), else undefined. Lets a
    * windowed parser take a shorter window than it asked for instead of a read.

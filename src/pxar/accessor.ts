@@ -407,6 +407,15 @@ export class PxarAccessor {
     return this.content.readHeld(await this.resolve(entry), offset, length);
   }
 
+  /** ReadAt.forget for bytes of a regular file (or hardlink); a hint, never fails. */
+  async forget(entry: PxarEntry, offset: number, length: number): Promise<void> {
+    try {
+      await this.content.forget(await this.resolve(entry), offset, length);
+    } catch {
+      // As in ContentReader.forget: nothing to drop.
+    }
+  }
+
   /** Streams a whole regular file (or hardlink) in bounded blocks. */
   stream(entry: PxarEntry): AsyncGenerator<Buffer> {
     const self = this;

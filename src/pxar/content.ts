@@ -136,6 +136,18 @@ export class ContentReader {
     return h;
   }
 
+  /** ReadAt.forget for bytes [offset, offset + length) of the file (a hint: never throws). */
+  async forget(entry: PxarEntry, offset: number, length: number): Promise<void> {
+    try {
+      const r = await this.locate(entry);
+      const from = Math.max(0, offset);
+      const to = Math.min(r.size, offset + length);
+      if (to > from) r.src.forget?.(r.start + from, to - from);
+    } catch {
+      // A file that cannot be located has nothing cached to drop; its reads report the error.
+    }
+  }
+
   /** The whole contents as blocks of at most `block` bytes (bounded memory). */
   async *stream(entry: PxarEntry, block = CONTENT_BLOCK): AsyncGenerator<Buffer> {
     const r = await this.locate(entry);

@@ -141,6 +141,10 @@ export class HarvestingReadAt implements ReadAt {
     this.inner.prefetch(offset, length);
   }
 
+  forget(offset: number, length: number): void {
+    this.inner.forget(offset, length);
+  }
+
   zeroFilled(offset: number, length: number): boolean {
     return this.inner.zeroFilled(offset, length);
   }

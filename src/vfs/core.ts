@@ -99,6 +99,12 @@ export function registerInodeDomain<T extends VfsNode>(root: T, source?: InodeSo
   return root;
 }
 
+/** The largest read the kernel sends (FUSE max_pages); see VfsCore.serve. */
+const SEQUENTIAL_SLACK = 1024 * 1024;
+
+/** Progress of a sequential reader between two drop-behind hints (see VfsCore.dropBehind). */
+const DROP_BEHIND_STEP = 1024 * 1024;
+
 const virtualIds = new WeakMap<VfsNode, number>();
 let nextVirtualId = 1;
 function virtualKey(node: VfsNode): number {
@@ -120,6 +126,12 @@ export interface VfsCoreOptions {
   prefetchStep?: number;
   /** Assumed chunk size for the prefetch window. Default 4 MiB. */
   chunkSizeHint?: number;
+  /**
+   * Files at least this large drop what a sequential reader has passed from the chunk cache
+   * (see dropBehind). Default: never. The mount sets the chunk cache's size: a file that large
+   * cannot stay cached whole anyway, so a second pass would find nothing of the first.
+   */
+  dropBehindFileBytes?: number;
   /** Counters of the data layer, shown in the `user.pbsfs.stats` xattr of the root. */
   stats?: () => object;
   /** Where read errors are reported (one line each). Default: stderr. */
@@ -170,6 +182,8 @@ interface FileState {
   expectedOffset: number;
   sequentialRun: number;
   prefetchedUntil: number;
+  /** File offset below which this handle has told its source to forget (see dropBehind). */
+  forgottenUntil: number;
 }
 
 interface DirState {
@@ -263,6 +277,9 @@ export class VfsCore {
   private readonly readahead: number;
   private readonly prefetchStep: number;
   private readonly chunkSizeHint: number;
+  private readonly dropBehindFileBytes: number;
+  /** Open handles per node id (dropBehind stays off while a file has more than one). */
+  private readonly opensOf = new Map<number, number>();
 
   constructor(
     readonly root: VfsNode,
@@ -288,6 +305,7 @@ export class VfsCore {
     this.readahead = Math.max(0, opts.readahead ?? 4);
     this.prefetchStep = opts.prefetchStep ?? 1024 * 1024;
     this.chunkSizeHint = opts.chunkSizeHint ?? 4 * 1024 * 1024;
+    this.dropBehindFileBytes = opts.dropBehindFileBytes ?? Infinity;
     this.readErrors = new OnceLog(opts.log ?? ((line) => process.stderr.write(line + '\n')));
     this.pathCache = new LRUCache({ max: opts.pathCacheSize ?? 4096 });
     this.readAhead = new ListingReadAhead(async (id) => this.listingOf(await this.inode(id)));
@@ -691,7 +709,9 @@ export class VfsCore {
       expectedOffset: 0,
       sequentialRun: 0,
       prefetchedUntil: 0,
+      forgottenUntil: 0,
     });
+    this.opensOf.set(nodeid, (this.opensOf.get(nodeid) ?? 0) + 1);
     this.counters.opens++;
     this.counters.openFiles = this.files.size;
     return fh;
@@ -713,11 +733,16 @@ export class VfsCore {
     const f = this.files.get(fh);
     if (f === undefined) throw new VfsError('EBADF', `unknown file handle ${fh}`);
     this.counters.reads++;
-    if (offset === f.expectedOffset) f.sequentialRun++;
+    // The kernel splits a read whose buffer is not page-aligned in two requests (the pages it
+    // pins span one more than the limit) and may deliver them in either order: a request that
+    // starts within SEQUENTIAL_SLACK of where the last one ended still counts as sequential.
+    const near = Math.abs(offset - f.expectedOffset) <= SEQUENTIAL_SLACK;
+    if (near) f.sequentialRun++;
     else f.sequentialRun = 0;
-    f.expectedOffset = offset + length;
+    f.expectedOffset = near ? Math.max(f.expectedOffset, offset + length) : offset + length;
     const p = get(f.handle);
     if (f.sequentialRun >= 2 && this.readahead > 0) this.prefetch(f, offset + length);
+    if (f.sequentialRun >= 2 && f.size >= this.dropBehindFileBytes) this.dropBehind(f, offset);
     try {
       const held = await p;
       this.counters.bytesRead += held.length;
@@ -745,6 +770,22 @@ export class VfsCore {
     for (let o = start; o < until; o += this.prefetchStep) h.read(o, 1).catch(() => undefined);
   }
 
+  /**
+   * Tells a sequential reader's source to forget what lies a chunk or more behind it, so a
+   * stream through a large file reuses a few chunks' memory instead of filling (and flushing)
+   * the whole chunk cache. Not while another handle has the same file open: it may be reading
+   * the same chunks a little behind this one.
+   */
+  private dropBehind(f: FileState, offset: number): void {
+    const upTo = offset - this.chunkSizeHint;
+    // Whole chunks only are dropped: asking once per MiB of progress is often enough.
+    if (upTo - f.forgottenUntil < DROP_BEHIND_STEP || f.handle.forget === undefined) return;
+    if ((this.opensOf.get(f.nodeid) ?? 0) > 1) return;
+    // Always from the start: a chunk is dropped only when it lies wholly inside the range.
+    f.handle.forget(0, upTo);
+    f.forgottenUntil = upTo;
+  }
+
   private reportReadError(path: string, offset: number, length: number, e: unknown): void {
     const reason = e instanceof Error ? e.message : String(e);
     const what = e instanceof PbsfsError ? '' : 'internal error: ';
@@ -756,6 +797,9 @@ export class VfsCore {
     const f = this.files.get(fh);
     if (f === undefined) return;
     this.files.delete(fh);
+    const opens = (this.opensOf.get(f.nodeid) ?? 1) - 1;
+    if (opens > 0) this.opensOf.set(f.nodeid, opens);
+    else this.opensOf.delete(f.nodeid);
     this.counters.openFiles = this.files.size;
     await f.handle.release();
   }

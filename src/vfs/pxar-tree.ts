@@ -294,6 +294,7 @@ export class PxarFileNode extends PxarNode {
     return {
       read: (offset, length) => acc.read(t, offset, length),
       readHeld: (offset, length) => acc.readHeld(t, offset, length),
+      forget: (offset, length) => void acc.forget(t, offset, length),
       release: async () => undefined,
     };
   }

@@ -38,6 +38,8 @@ export interface VfsFileHandle {
   read(offset: number, length: number): Promise<Buffer>;
   /** Optional: read()'s bytes lent until release() (see HeldBytes), without a copy. */
   readHeld?(offset: number, length: number): Promise<HeldBytes>;
+  /** Optional hint: [offset, offset + length) will not be read again soon (see ReadAt.forget). */
+  forget?(offset: number, length: number): void;
   release(): Promise<void>;
 }
 

@@ -130,6 +130,7 @@ export class ReadAtFile implements VfsNode {
     const h: VfsFileHandle = {
       read: (offset, length) => src.readAt(offset, length),
       ...(src.readHeld ? { readHeld: (offset: number, length: number) => src.readHeld!(offset, length) } : {}),
+      ...(src.forget ? { forget: (offset: number, length: number) => src.forget!(offset, length) } : {}),
       release: async () => undefined,
     };
     // A source that can fetch ahead (an index stream) lets the core's read-ahead reach it.

@@ -207,4 +207,54 @@ describe('chunk reader arena', () => {
       await pool.close();
     }
   });
+
+  it('forget() drops a cached chunk at once, or once the read holding it lets go', async () => {
+    const a = archive([MiB, MiB, MiB]);
+    const reader = new ChunkReader(a.store, { cacheBytes: 8 * MiB, pipelined: stagePipeline() });
+    for (let i = 0; i < 3; i++) (await reader.hold(req(a, i))).release();
+    expect(reader.arenaBytes).toBe(3 * MiB);
+    reader.forget(req(a, 0));
+    expect(reader.arenaBytes).toBe(2 * MiB);
+    expect(reader.stats.chunksForgotten).toBe(1);
+    const held = await reader.hold(req(a, 1));
+    reader.forget(req(a, 1));
+    expect(reader.cachedBytes).toBe(MiB);
+    expect(held.data.equals(a.plains[1]!)).toBe(true); // still lent, still intact
+    expect(reader.arenaBytes).toBe(2 * MiB);
+    held.release();
+    expect(reader.arenaBytes).toBe(MiB);
+    reader.forget(req(a, 0)); // not cached: nothing happens
+    expect(reader.stats.chunksForgotten).toBe(2);
+    // A forgotten chunk is simply fetched again when read.
+    const fetched = reader.stats.chunksFetched;
+    expect((await reader.get(req(a, 0))).equals(a.plains[0]!)).toBe(true);
+    expect(reader.stats.chunksFetched).toBe(fetched + 1);
+  });
+
+  it('IndexReadAt.forget() drops only chunks wholly inside the range, each once as the range grows', async () => {
+    const sizes = [MiB, 300_000, MiB, MiB - 5, MiB, 700_000];
+    const a = archive(sizes);
+    const reader = new ChunkReader(a.store, { cacheBytes: 16 * MiB, pipelined: stagePipeline() });
+    const ra = new IndexReadAt(a.index, reader, 'none');
+    for (let i = 0; i < sizes.length; i++) (await reader.hold(req(a, i))).release();
+    const starts = sizes.map((_, i) => sizes.slice(0, i).reduce((x, y) => x + y, 0));
+    const cached = () => sizes.map((_, i) => reader.peek(req(a, i)) !== undefined);
+    // A file starting inside chunk 0 and reaching into chunk 3: only chunks 1 and 2 are all its own.
+    const from = 1000;
+    ra.forget(from, starts[3]! + 10 - from);
+    expect(cached()).toEqual([true, false, false, true, true, true]);
+    // The same stream asks again, further: chunk 3 now lies inside, chunk 4 not yet.
+    ra.forget(from, starts[4]! + 10 - from);
+    expect(cached()).toEqual([true, false, false, false, true, true]);
+    expect(reader.stats.chunksForgotten).toBe(3);
+    // Nonsense ranges are ignored.
+    ra.forget(-1, 10);
+    ra.forget(0, 0);
+    ra.forget(a.stream.length, 10);
+    ra.forget(Number.NaN, 10);
+    // The whole stream: everything goes.
+    ra.forget(0, a.stream.length);
+    expect(cached()).toEqual(sizes.map(() => false));
+    expect(reader.arenaBytes).toBe(0);
+  });
 });

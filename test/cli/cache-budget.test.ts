@@ -3,7 +3,7 @@
  * from unified archives, and the small reads of direct-I/O files.
  */
 import { describe, expect, it } from 'vitest';
-import { cacheBudget } from '../../src/cli/commands/mount.js';
+import { cacheBudget, readaheadWithin } from '../../src/cli/commands/mount.js';
 
 const MiB = 1024 * 1024;
 
@@ -21,5 +21,16 @@ describe('cacheBudget', () => {
 
   it('the default 128 MiB: 80 MiB of chunks, 32 MiB of harvest, 16 MiB of small reads; listings read 20 MiB ahead', () => {
     expect(cacheBudget(128 * MiB)).toEqual({ chunks: 80 * MiB, harvest: 32 * MiB, smallReads: 16 * MiB, listingPrefetch: 20 * MiB });
+  });
+});
+
+describe('readaheadWithin', () => {
+  const MiB = 1024 * 1024;
+  it('keeps the read-ahead within half of what the chunk cache holds, at least one chunk', () => {
+    expect(readaheadWithin(4, cacheBudget(128 * MiB).chunks)).toBe(4); // 80 MiB: room for 10
+    expect(readaheadWithin(4, cacheBudget(32 * MiB).chunks)).toBe(2); // 20 MiB
+    expect(readaheadWithin(4, cacheBudget(8 * MiB).chunks)).toBe(1);
+    expect(readaheadWithin(0, cacheBudget(128 * MiB).chunks)).toBe(0); // off stays off
+    expect(readaheadWithin(16, 1024 * MiB)).toBe(16);
   });
 });

@@ -312,6 +312,48 @@ describe('mount under load', () => {
     }
   });
 
+  it('a sequential read of a file larger than the cache drops what it has passed, and a second one gets the same bytes', async () => {
+    const mp = tracker.mountpoint();
+    const { child: mount } = await tracker.foreground(
+      ['--repository', store, '--keyfile', keyfile, 'mount', '--foreground', '--cache-size', `${CACHE_MIB}M`, snapshot, mp],
+      cliEnv({ PBSFS_DECODE_THREADS: String(DECODE_THREADS) }),
+    );
+    try {
+      const streamSha = (): string => {
+        const h = createHash('sha256');
+        const fd = openSync(join(mp, 'disk.img'), 'r');
+        try {
+          const buf = Buffer.alloc(MiB);
+          for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+        } finally {
+          closeSync(fd);
+        }
+        return h.digest('hex');
+      };
+      const want = sha256(readFileSync(imageSource));
+      expect(streamSha()).toBe(want);
+      const first = await mountStats(mp);
+      const chunks = Math.ceil(IMAGE_BYTES / CHUNK_BYTES);
+      // Node's buffers are not page-aligned, so the kernel split each 1 MiB read in two requests
+      // that may arrive out of order: still sequential, so read ahead, but never further than the
+      // cache holds (each chunk fetched once; the zero chunk is one of them).
+      expect(first.vfs.prefetches).toBeGreaterThan(0);
+      expect(first.chunksFetched).toBeLessThanOrEqual(chunks);
+      // All but the last few chunks (within a chunk of the reader, and the pinned zero chunk,
+      // which is never cached) were dropped as the reader passed them ...
+      expect((first as unknown as { chunksForgotten: number }).chunksForgotten).toBeGreaterThanOrEqual(chunks - 4);
+      // ... so the image left the cache nearly empty (the chunk part of a 32 MiB cache is 20 MiB).
+      expect(first.cachedBytes).toBeLessThanOrEqual(3 * CHUNK_BYTES);
+      expect(first.heldChunks).toBe(0);
+      expect(streamSha()).toBe(want);
+      const exited = new Promise<number | null>((r) => mount.once('exit', (code) => r(code)));
+      mount.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      tracker.cleanup();
+    }
+  });
+
   it('readers killed in mid-read (SIGKILL) leave the mount healthy: files released, no descriptor growth, exact bytes after', async () => {
     const mp = tracker.mountpoint();
     const { child: mount } = await tracker.foreground(

@@ -108,6 +108,30 @@ for (const which of ['v1', 'v2'] as const) {
         expect((await root.stat()).ino).toBe(1);
       });
 
+      it('forget() on a file reaches its source as the range of that file\'s own bytes', async () => {
+        const forgets: [ReadAt, number, number][] = [];
+        const spy = (src: ReadAt): ReadAt =>
+          Object.assign(Object.create(src) as ReadAt, { forget: (o: number, l: number) => void forgets.push([src, o, l]) });
+        const root = await openPxarTree(spy(archive), payload === undefined ? undefined : spy(payload), { nlink });
+        const listing = loadListing(which).filter((e) => e.kind === 'file' && e.size! > 2);
+        expect(listing.length).toBeGreaterThan(0);
+        for (const exp of listing) {
+          const h = await (await walk(root, pathBytes(exp)))!.open!();
+          const size = exp.size!;
+          forgets.length = 0;
+          h.forget!(1, size); // clipped to the file: bytes 1..size
+          h.forget!(size, 10); // past the end: nothing
+          await new Promise((r) => setImmediate(r));
+          expect(forgets.length, exp.path).toBe(1);
+          const [src, o, l] = forgets[0]!;
+          expect(l, exp.path).toBe(size - 1);
+          // The range holds exactly the file's bytes from offset 1.
+          const bytes = await src.readAt(o - 1, l + 1);
+          expect(createHash('sha256').update(bytes).digest('hex'), exp.path).toBe(exp.sha256);
+          await h.release();
+        }
+      });
+
       it('lists directories sorted by name bytes, with the listed children', async () => {
         const root = await openPxarTree(archive, payload, { nlink });
         const listing = loadListing(which);

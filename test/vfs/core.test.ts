@@ -106,14 +106,89 @@ describe('VfsCore', () => {
     // Random reads: no prefetch.
     for (const off of [5_000_000, 100, 40_000_000, 7]) await core.read(fh, off, 4096);
     expect(prefetches).toEqual([]);
-    // Sequential reads: a window of 2 chunks (4 MiB hint) ahead, issued once per new range.
+    // Sequential reads: a window of 2 chunks (4 MiB hint) ahead, issued once per new range. The
+    // first one starts within 1 MiB of where the last random read (at 7) ended, so it already
+    // counts (see the split-read case below): the second read is the sequential run's second.
     for (let off = 0; off < 4 * 131072; off += 131072) await core.read(fh, off, 131072);
     expect(prefetches.length).toBeGreaterThan(0);
-    expect(prefetches[0]).toEqual([3 * 131072, 8 * 1024 * 1024]);
+    expect(prefetches[0]).toEqual([2 * 131072, 8 * 1024 * 1024]);
     const end = prefetches.reduce((m, [o, l]) => Math.max(m, o + l), 0);
     expect(end).toBeLessThanOrEqual(4 * 131072 + 8 * 1024 * 1024);
     await core.release(fh);
     expect(core.openFileCount).toBe(0);
+  });
+});
+
+describe('VfsCore drop-behind', () => {
+  const MiB = 1024 * 1024;
+  async function setup(size: number, dropBehindFileBytes: number | undefined) {
+    const data = Buffer.alloc(size, 1);
+    const forgets: [number, number][] = [];
+    const src = Object.assign(new BufferReadAt('img', data), { forget: (o: number, l: number) => void forgets.push([o, l]) });
+    const file = new ReadAtFile(() => src, data.length, { mtimeSec: 0 }, 0o444);
+    const core = new VfsCore(new LazyDir(async () => [{ name: Buffer.from('img'), node: file }]), {
+      readahead: 0,
+      ...(dropBehindFileBytes !== undefined ? { dropBehindFileBytes } : {}),
+    });
+    const nodeid = (await core.lookup(ROOT_ID, Buffer.from('img')))!.nodeid;
+    return { core, nodeid, forgets };
+  }
+  async function stream(core: VfsCore, fh: number, from: number, to: number, step = 128 * 1024): Promise<void> {
+    for (let off = from; off < to; off += step) await core.read(fh, off, step);
+  }
+
+  it('tells a large file\'s source to forget what a sequential reader left a chunk behind', async () => {
+    const { core, nodeid, forgets } = await setup(64 * MiB, 32 * MiB);
+    const fh = await core.open(nodeid);
+    await stream(core, fh, 0, 16 * MiB);
+    expect(forgets.length).toBeGreaterThan(0);
+    // Always the whole range behind, from the file's start; never within a chunk of the reader.
+    for (const [o] of forgets) expect(o).toBe(0);
+    const ends = forgets.map(([o, l]) => o + l);
+    expect(ends).toEqual([...ends].sort((a, b) => a - b));
+    expect(ends[ends.length - 1]).toBeLessThanOrEqual(16 * MiB - 128 * 1024 - 4 * MiB);
+    expect(ends[ends.length - 1]).toBeGreaterThanOrEqual(16 * MiB - 128 * 1024 - 5 * MiB);
+    // At most once per MiB of progress.
+    for (let i = 1; i < ends.length; i++) expect(ends[i]! - ends[i - 1]!).toBeGreaterThanOrEqual(MiB);
+    await core.release(fh);
+  });
+
+  it('counts a read split in two requests that arrive out of order as sequential', async () => {
+    const { core, nodeid, forgets } = await setup(64 * MiB, 32 * MiB);
+    const fh = await core.open(nodeid);
+    // What the kernel makes of 1 MiB reads into a buffer that is not page-aligned.
+    for (let at = 0; at < 16 * MiB; at += MiB) {
+      const cut = at + MiB - 4096 + 16;
+      await core.read(fh, cut, at + MiB - cut);
+      await core.read(fh, at, cut - at);
+    }
+    expect(forgets.length).toBeGreaterThan(0);
+    await core.release(fh);
+  });
+
+  it('leaves random readers, small files, mounts without the option and shared files alone', async () => {
+    const big = await setup(64 * MiB, 32 * MiB);
+    const fh = await big.core.open(big.nodeid);
+    for (const off of [40 * MiB, 3 * MiB, 60 * MiB, 9 * MiB, 20 * MiB]) await big.core.read(fh, off, 4096);
+    expect(big.forgets).toEqual([]);
+    // Two handles on one file: the other may be reading the same chunks a little behind.
+    const other = await big.core.open(big.nodeid);
+    await stream(big.core, fh, 0, 16 * MiB);
+    expect(big.forgets).toEqual([]);
+    await big.core.release(other);
+    await stream(big.core, fh, 16 * MiB, 24 * MiB);
+    expect(big.forgets.length).toBeGreaterThan(0);
+    await big.core.release(fh);
+
+    const small = await setup(16 * MiB, 32 * MiB);
+    const sfh = await small.core.open(small.nodeid);
+    await stream(small.core, sfh, 0, 16 * MiB);
+    expect(small.forgets).toEqual([]);
+
+    const off = await setup(64 * MiB, undefined);
+    const ofh = await off.core.open(off.nodeid);
+    await stream(off.core, ofh, 0, 32 * MiB);
+    expect(off.forgets).toEqual([]);
   });
 });
 

@@ -155,6 +155,9 @@ export function pinZeroChunks(inner: ChunkDecoder): ChunkDecoder {
  * a quarter for the metadata harvested from unified archives, an eighth (at most 16 MiB) for the
  * small reads of direct-I/O files, the rest for decoded chunks.
  */
+/** The usual chunk size of PBS backups (fixed-size images and the dynamic chunker's average). */
+const CHUNK_SIZE_HINT = 4 * 1024 * 1024;
+
 export function cacheBudget(cacheBytes: number): { chunks: number; harvest: number; smallReads: number; listingPrefetch: number } {
   const harvest = Math.floor(cacheBytes / 4);
   const smallReads = Math.min(16 * 1024 * 1024, Math.floor(cacheBytes / 8));
@@ -164,6 +167,15 @@ export function cacheBudget(cacheBytes: number): { chunks: number; harvest: numb
   // of a unified archive), 3 interleaved runs each: 8 MiB 1.23-1.49 s, 16 MiB 1.21-1.25 s,
   // 32 MiB 1.17-1.22 s, 64 MiB 1.63-1.67 s (fetched chunks left the 80 MiB cache before use).
   return { chunks, harvest, smallReads, listingPrefetch: Math.min(32 * 1024 * 1024, Math.floor(chunks / 4)) };
+}
+
+/**
+ * The read-ahead, in chunks, at most what half the chunk cache holds: chunks fetched further
+ * ahead than the cache keeps were evicted before the reader reached them and fetched twice
+ * (a 64 MiB image streamed through a 32 MiB cache: 22 fetches of its 17 chunks at read-ahead 4).
+ */
+export function readaheadWithin(readahead: number, chunkCacheBytes: number): number {
+  return Math.min(readahead, Math.max(1, Math.floor(chunkCacheBytes / (2 * CHUNK_SIZE_HINT))));
 }
 
 /** The chunk readers of this mount, one per key (one cache bound for each). */
@@ -304,7 +316,8 @@ export async function runMount(plan: MountPlan, onReady: () => void): Promise<{ 
   const core = new VfsCore(built.root, {
     ...(plan.uid !== undefined ? { uid: plan.uid } : {}),
     ...(plan.gid !== undefined ? { gid: plan.gid } : {}),
-    readahead: plan.readahead,
+    readahead: readaheadWithin(plan.readahead, built.budget.chunks),
+    dropBehindFileBytes: built.budget.chunks,
     stats: () => ({
       ...built.readers.stats(),
       ...(mounted !== undefined ? { smallReadCache: mounted.pageCacheStats() } : {}),
@@ -469,7 +482,7 @@ export function register(program: Command): void {
     .argument('[args...]', '[SNAPSHOT [ARCHIVE]] MOUNTPOINT')
     .option('--cache-size <size>', 'memory for caches: decoded chunks, harvested metadata, small reads (bytes; suffixes K, M, G)', '128M')
     .option('--page-cache-max <size>', 'regular files larger than this bypass the kernel page cache and are read directly (faster streaming; small reads are cached by pbsfs)', '32M')
-    .option('--readahead <n>', 'chunks prefetched ahead of a sequential reader (0: off)', '4')
+    .option('--readahead <n>', 'chunks prefetched ahead of a sequential reader (0: off; at most half of what the chunk cache holds)', '4')
     .option('--allow-other', 'let other users access the mount (archived permissions still apply)')
     .option('--uid <uid>', 'show every file as owned by this uid')
     .option('--gid <gid>', 'show every file as owned by this gid')
