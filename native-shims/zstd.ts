@@ -17,9 +17,20 @@ interface ZstdBackend {
   readonly name: string;
   /** Decompress all frames; throw ZstdLimitError beyond maxOutput bytes. */
   decompress(src: Uint8Array, maxOutput: number, expectedSize?: number): Buffer;
-  /** Decompress all frames into `dst`; returns the bytes written; ZstdLimitError if they do not fit. */
-  decompressInto(src: Uint8Array, dst: Uint8Array): number;
+  /**
+   * Decompress all frames into `dst`; returns the bytes written; ZstdLimitError if they do not
+   * fit. With `progress`, reports the bytes written so far every `progress.step` bytes or so.
+   */
+  decompressInto(src: Uint8Array, dst: Uint8Array, progress?: DecompressProgress): number;
   compress(src: Uint8Array, level: number): Buffer;
+}
+
+/** See zstdDecompressInto. */
+export interface DecompressProgress {
+  /** Output bytes per report (the backend may report less often: node:zlib only at the end). */
+  step: number;
+  /** Called with the bytes written so far, growing. */
+  report(written: number): void;
 }
 
 // Types of the parts of `node:zlib` zstd (Node >= 22.15) and `zstd-napi` we use; @types/node 20
@@ -52,11 +63,12 @@ function zlibBackend(z: ZlibZstd): ZstdBackend {
         throw new ZstdError(`zstd: ${(e as Error).message}`);
       }
     },
-    decompressInto(src, dst) {
+    decompressInto(src, dst, progress) {
       // node:zlib cannot write into given memory: decode (at most one byte too many), then copy.
       const out = this.decompress(src, dst.length + 1);
       if (out.length > dst.length) throw new ZstdLimitError(`zstd output exceeds ${dst.length} bytes`);
       dst.set(out);
+      progress?.report(out.length);
       return out.length;
     },
     compress(src, level) {
@@ -70,19 +82,22 @@ function napiBackend(b: ZstdNapiBinding): ZstdBackend {
   const spare = new Uint8Array(1);
   return {
     name: 'zstd-napi',
-    decompressInto(src, dst) {
+    decompressInto(src, dst, progress) {
       dctx ??= new b.DCtx();
       dctx.reset(b.ResetDirective.sessionOnly);
       let written = 0;
       let read = 0;
+      // Without progress, room for everything at once; with it, `step` bytes of room per call.
+      const step = progress !== undefined ? Math.max(1, progress.step) : dst.length;
       try {
         for (;;) {
           const full = written === dst.length;
           // Once `dst` is full, one spare byte tells whether the frames hold more.
-          const [ret, w, r] = dctx.decompressStream(full ? spare : dst.subarray(written), src.subarray(read));
+          const [ret, w, r] = dctx.decompressStream(full ? spare : dst.subarray(written, Math.min(dst.length, written + step)), src.subarray(read));
           if (full && w > 0) throw new ZstdLimitError(`zstd output exceeds ${dst.length} bytes`);
           written += w;
           read += r;
+          if (w > 0) progress?.report(written);
           // ret === 0: a frame ended and is fully flushed; more frames may follow.
           if (ret === 0 && read === src.length) return written;
           if (w === 0 && r === 0) throw new ZstdError(read === src.length ? 'zstd: truncated frame' : 'zstd: decoder made no progress');
@@ -174,8 +189,8 @@ export function zstdDecompress(src: Uint8Array, maxOutput: number, expectedSize?
  * Decompresses every zstd frame in `src` into `dst` (no new memory); returns the bytes written.
  * Throws ZstdLimitError when the output would not fit in `dst`.
  */
-export function zstdDecompressInto(src: Uint8Array, dst: Uint8Array): number {
-  return loadBackend().decompressInto(src, dst);
+export function zstdDecompressInto(src: Uint8Array, dst: Uint8Array, progress?: DecompressProgress): number {
+  return loadBackend().decompressInto(src, dst, progress);
 }
 
 export function zstdCompress(src: Uint8Array, level = 1): Buffer {

@@ -139,6 +139,15 @@ export function digestMismatchError(name: string, expected: Uint8Array, actual: 
   return new IntegrityError(`chunk digest mismatch (expected ${toHex(expected)}, content hashes to ${toHex(actual)})`, { file: name });
 }
 
+export function sizeMismatchError(name: string, got: number, expected: number): IntegrityError {
+  return new IntegrityError(`blob decodes to ${got} bytes, expected ${expected}`, { file: name });
+}
+
+/** The error of a compressed payload that failed to decompress into exactly `expectedSize` bytes of room. */
+export function decompressIntoError(e: unknown, name: string, expectedSize: number): Error {
+  return decompressError(e, name, expectedSize);
+}
+
 function hex32(n: number): string {
   return n.toString(16).padStart(8, '0');
 }
@@ -200,9 +209,7 @@ export function decodeBlob(raw: Uint8Array, opts: DecodeBlobOptions): Buffer {
     plain = payload;
   }
 
-  if (opts.expectedSize !== undefined && plain.length !== opts.expectedSize) {
-    throw new IntegrityError(`blob decodes to ${plain.length} bytes, expected ${opts.expectedSize}`, { file: name });
-  }
+  if (opts.expectedSize !== undefined && plain.length !== opts.expectedSize) throw sizeMismatchError(name, plain.length, opts.expectedSize);
   if (opts.expectedDigest !== undefined) {
     let digest: Buffer;
     if (header.encrypted) {

@@ -5,6 +5,7 @@
  * message per piece.
  */
 import { createDecipheriv, createHash } from 'node:crypto';
+import { ZstdLimitError, zstdDecompressInto } from '../../native-shims/zstd.js';
 import { DECRYPT_STEP_BYTES, IV_SIZE } from '../crypto/crypt-config.js';
 import { ENCRYPTED_HEADER_SIZE, UNENCRYPTED_HEADER_SIZE } from '../blob/data-blob.js';
 import type { DecryptStreamMessage, DigestStreamMessage } from './worker-protocol.js';
@@ -52,33 +53,53 @@ function publishDecrypted(progress: Int32Array, done: number): void {
   if (done >= Atomics.load(progress, WANTED)) Atomics.notify(progress, DECRYPTED);
 }
 
-export type DecryptResult = { tagOk: boolean } | { aborted: true };
+export type DecryptResult = { tagOk: boolean; written?: number; decompressFailed?: { limit: boolean; detail: string } } | { aborted: true };
+
+/**
+ * This thread's memory for decrypted compressed payloads (reused: new pages are expensive here).
+ * Chunks are at most 16 MiB, so it stays below that plus a little.
+ */
+let compressedScratch: Buffer | undefined;
+function scratchFor(bytes: number): Buffer {
+  if (compressedScratch === undefined || compressedScratch.length < bytes) {
+    compressedScratch = Buffer.allocUnsafeSlow(Math.ceil(bytes / (1024 * 1024)) * 1024 * 1024);
+  }
+  return compressedScratch.subarray(0, bytes);
+}
+
+/** Decompressed bytes per hand-over to the hashing stage. */
+const DECOMPRESS_STEP_BYTES = 256 * 1024;
 export type DigestResult = { digest: Buffer } | { aborted: true };
 
 /** Stage one: decrypts the ciphertext into `m.plain` as it arrives. */
 export function runDecryptStage(m: DecryptStreamMessage): DecryptResult {
   const data = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
   const { plain: dest, progress } = m;
+  const compressed = m.compressed === true;
+  const cipherSize = data.length - ENCRYPTED_HEADER_SIZE;
   try {
-    if (m.size !== data.length - ENCRYPTED_HEADER_SIZE || dest.length !== m.size) throw new Error('pipelined decode: inconsistent sizes');
+    if ((!compressed && m.size !== cipherSize) || cipherSize < 0 || dest.length !== m.size) throw new Error('pipelined decode: inconsistent sizes');
+    // Compressed: the payload is decrypted here first, and only an authenticated one is
+    // decompressed (zstd never sees bytes the tag has not vouched for).
+    const out = compressed ? scratchFor(cipherSize) : dest;
     if (waitFor(m.filled, 0, ENCRYPTED_HEADER_SIZE, 'chunk read') < 0) return abort(progress);
     const iv = data.subarray(UNENCRYPTED_HEADER_SIZE, UNENCRYPTED_HEADER_SIZE + IV_SIZE);
     const tag = data.subarray(UNENCRYPTED_HEADER_SIZE + IV_SIZE, ENCRYPTED_HEADER_SIZE);
     const decipher = createDecipheriv('aes-256-gcm', m.key, iv);
     decipher.setAuthTag(tag);
     let done = 0;
-    while (done < m.size) {
+    while (done < cipherSize) {
       // The same steps as every other decryption (see DECRYPT_STEP_BYTES); small ones also keep
       // the hashing stage's tail short and let it read the plaintext while it is still cached.
-      const n = Math.min(DECRYPT_STEP_BYTES, m.size - done);
+      const n = Math.min(DECRYPT_STEP_BYTES, cipherSize - done);
       if (waitFor(m.filled, 0, ENCRYPTED_HEADER_SIZE + done + n, 'chunk read') < 0) return abort(progress);
       const at = ENCRYPTED_HEADER_SIZE + done;
-      const out = decipher.update(data.subarray(at, at + n));
+      const step = decipher.update(data.subarray(at, at + n));
       // GCM is a stream mode: OpenSSL returns exactly as many bytes as it was given.
-      if (out.length !== n) throw new Error(`AES-GCM returned ${out.length} bytes for ${n}`);
-      dest.set(out, done);
+      if (step.length !== n) throw new Error(`AES-GCM returned ${step.length} bytes for ${n}`);
+      out.set(step, done);
       done += n;
-      publishDecrypted(progress, done);
+      if (!compressed) publishDecrypted(progress, done);
     }
     let tagOk = true;
     try {
@@ -86,7 +107,22 @@ export function runDecryptStage(m: DecryptStreamMessage): DecryptResult {
     } catch {
       tagOk = false;
     }
-    return { tagOk };
+    if (!compressed) return { tagOk };
+    // From here on the hashing stage is fed decompressed bytes, or told to stand down.
+    if (!tagOk) {
+      abort(progress);
+      return { tagOk };
+    }
+    let written: number;
+    try {
+      written = zstdDecompressInto(out, dest, { step: DECOMPRESS_STEP_BYTES, report: (w) => publishDecrypted(progress, w) });
+    } catch (e) {
+      abort(progress);
+      return { tagOk, decompressFailed: { limit: e instanceof ZstdLimitError, detail: e instanceof Error ? e.message : String(e) } };
+    }
+    // Short output: the hashing stage would wait for bytes that never come.
+    if (written !== m.size) abort(progress);
+    return { tagOk, written };
   } catch (e) {
     abort(progress); // the hashing stage must not wait for bytes that never come
     throw e;

@@ -32,11 +32,17 @@ export interface StreamStageCommon {
   size: number;
 }
 
-/** First stage: CRC and decrypt the ciphertext as it arrives in `data` (its first `filled[0]` bytes are there). */
+/**
+ * First stage: decrypt the ciphertext as it arrives in `data` (its first `filled[0]` bytes are
+ * there). `compressed`: the ciphertext is a zstd payload, decrypted into the thread's own memory
+ * and decompressed into `plain` once the GCM tag has checked out; `progress` then counts
+ * decompressed bytes.
+ */
 export interface DecryptStreamMessage extends StreamStageCommon {
   type: 'decrypt-stream';
   filled: Int32Array;
   key: Uint8Array;
+  compressed?: boolean;
 }
 
 /** Second stage: hash the plaintext as it is decrypted (then the id key, if given). */
@@ -56,8 +62,11 @@ export type DecodeResponseMessage =
   | { id: number; ok: true; plain: Uint8Array }
   /** decode: the plaintext is in the request's `dest`. */
   | { id: number; ok: true; intoDest: true }
-  /** decrypt-stream: whether the GCM tag matched, and the ciphertext's CRC. digest-stream: the digest. */
-  | { id: number; ok: true; tagOk: boolean }
+  /**
+   * decrypt-stream: whether the GCM tag matched; for a compressed payload whose tag matched, how
+   * many bytes it decompressed to (`written`), or why it could not be decompressed.
+   */
+  | { id: number; ok: true; tagOk: boolean; written?: number; decompressFailed?: { limit: boolean; detail: string } }
   | { id: number; ok: true; digest: Uint8Array }
   /** A stream stage that stopped because the other side gave up (read error, failed stage). */
   | { id: number; ok: true; aborted: true }

@@ -1,7 +1,8 @@
 /**
- * The pipelined decode of large encrypted, uncompressed chunks (read in pieces, CRC on the main
- * thread, decryption on one worker and hashing on another): the same plaintext and the same errors as the whole-chunk
- * decoder, on a real directory store read with O_DIRECT where the disk allows it.
+ * The pipelined decode of large encrypted chunks (read in pieces, CRC on the main thread,
+ * decryption, and for compressed ones decompression once the tag has checked out, on one worker,
+ * hashing on another): the same plaintext and the same errors as the whole-chunk decoder, on a
+ * real directory store read with O_DIRECT where the disk allows it.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,12 +10,14 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dir, type DirectoryResult } from 'tmp-promise';
-import { encodeBlob } from '../../src/blob/data-blob.js';
+import { ENCR_COMPR_BLOB_MAGIC, ENCRYPTED_HEADER_SIZE, encodeBlob } from '../../src/blob/data-blob.js';
+import { zstdCompress } from '../../native-shims/zstd.js';
+import { crc32 } from '../../src/util/crc32.js';
 import { ChunkReader, inlineChunkDecoder, type PipelinedDecoder } from '../../src/chunks/chunk-reader.js';
 import { PIPELINE_MIN_BYTES } from '../../src/chunks/pipelined-decode.js';
 import { WorkerPoolDecoder } from '../../src/chunks/worker-pool-decoder.js';
 import { CryptConfig } from '../../src/crypto/crypt-config.js';
-import { CryptoError, IntegrityError, IoError } from '../../src/errors.js';
+import { CryptoError, FormatError, IntegrityError, IoError } from '../../src/errors.js';
 import type { ChunkLease, ChunkStore } from '../../src/store/chunk-store.js';
 import { chunkRelPath } from '../../src/store/chunk-store.js';
 import { LocalChunkStore } from '../../src/store/local-chunk-store.js';
@@ -186,5 +189,98 @@ describe('pipelined chunk decode', () => {
     expect(e.message).toContain('input/output error');
     const ok = new ChunkReader(new LocalChunkStore(tmp.path), { crypt, decoder: pool.decoder, pipelined: pool.pipelined! });
     expect((await ok.get(req(chunks[0]!))).equals(chunks[0]!.plain)).toBe(true);
+  });
+
+  /** Text-like bytes: compressible, but not to nothing. */
+  const text = (n: number): Buffer => Buffer.from(randomBytes(Math.ceil((n * 3) / 4) + 3).toString('base64').slice(0, n));
+
+  /** An encrypted, compressed blob of `payload` as the compressed bytes, valid zstd or not. */
+  function compressedBlob(payload: Buffer): Buffer {
+    const { iv, tag, ciphertext } = crypt.encrypt(payload);
+    const out = Buffer.alloc(ENCRYPTED_HEADER_SIZE + ciphertext.length);
+    ENCR_COMPR_BLOB_MAGIC.copy(out, 0);
+    out.writeUInt32LE(crc32(ciphertext), 8);
+    iv.copy(out, 12);
+    tag.copy(out, 28);
+    ciphertext.copy(out, ENCRYPTED_HEADER_SIZE);
+    return out;
+  }
+
+  it('decodes large compressed chunks too, when both threads are idle (a cold open), and leaves tiny payloads alone', async () => {
+    const made: { digest: Buffer; plain: Buffer }[] = [];
+    for (const size of [PIPELINE_MIN_BYTES, 3 * 1024 * 1024 + 7, 9 * 1024 * 1024 + 4095]) {
+      const plain = text(size);
+      const digest = crypt.computeDigest(plain);
+      const raw = encodeBlob(plain, { crypt, compress: true });
+      expect(raw.subarray(0, 8).equals(ENCR_COMPR_BLOB_MAGIC)).toBe(true);
+      writeChunk(tmp.path, digest, raw);
+      made.push({ digest, plain });
+    }
+    const { pipelined, taken } = counting();
+    const reader = new ChunkReader(new LocalChunkStore(tmp.path), { crypt, decoder: pool.decoder, pipelined, cacheBytes: 0 });
+    for (const c of made) expect((await reader.get(req(c))).equals(c.plain)).toBe(true);
+    expect(taken()).toBe(made.length);
+    // Several at once: some go whole to one thread each; every byte is still right.
+    const out = await Promise.all([...made, ...made].map((c) => reader.get(req(c))));
+    out.forEach((b, i) => expect(b.equals(made[i % made.length]!.plain)).toBe(true));
+    expect(taken()).toBeGreaterThan(made.length);
+    expect(taken()).toBeLessThan(3 * made.length);
+    // 2 MiB of zeros compress to a few bytes: the whole-chunk decoder (where the mount pins them).
+    const zeros = Buffer.alloc(2 * 1024 * 1024);
+    const zd = crypt.computeDigest(zeros);
+    writeChunk(tmp.path, zd, encodeBlob(zeros, { crypt, compress: true }));
+    const before = taken();
+    expect((await reader.get(req({ digest: zd, plain: zeros }))).equals(zeros)).toBe(true);
+    expect(taken()).toBe(before);
+    expect(reader.stats.errors).toBe(0);
+  });
+
+  describe('compressed chunks fail as in the whole-chunk decoder', () => {
+    const plain = text(2 * 1024 * 1024 + 99);
+    const digest = crypt.computeDigest(plain);
+    const good = (): Buffer => encodeBlob(plain, { crypt, compress: true });
+
+    it('a flipped ciphertext byte: CRC mismatch', async () => {
+      const raw = good();
+      raw[raw.length - 10]! ^= 0x08;
+      expect((await sameFailure(raw, digest, plain.length)).message).toContain('CRC32 mismatch');
+    });
+
+    it('a damaged tag: GCM tag mismatch, and the unauthenticated payload is never decompressed', async () => {
+      const raw = good();
+      raw[40]! ^= 1;
+      const e = await sameFailure(raw, digest, plain.length);
+      expect(e).toBeInstanceOf(CryptoError);
+      expect(e.message).toContain('GCM tag mismatch');
+    });
+
+    it('an authentic payload that is not zstd: not valid zstd', async () => {
+      const e = await sameFailure(compressedBlob(randomBytes(300_000)), digest, plain.length);
+      expect(e).toBeInstanceOf(FormatError);
+      expect(e.message).toContain('not valid zstd');
+    });
+
+    it('a payload that decodes to more than the index says: more than expected', async () => {
+      const e = await sameFailure(good(), digest, plain.length - 5000);
+      expect(e).toBeInstanceOf(IntegrityError);
+      expect(e.message).toContain('more than the expected');
+    });
+
+    it('a payload that decodes to less: the size mismatch', async () => {
+      const e = await sameFailure(good(), digest, plain.length + 5000);
+      expect(e).toBeInstanceOf(IntegrityError);
+      expect(e.message).toContain(`decodes to ${plain.length} bytes`);
+    });
+
+    it('a truncated zstd frame inside an authentic payload', async () => {
+      const z = zstdCompress(plain, 1);
+      const e = await sameFailure(compressedBlob(z.subarray(0, z.length - 1000)), digest, plain.length);
+      expect(e).toBeInstanceOf(FormatError);
+    });
+
+    it('a genuine compressed chunk filed under another digest: digest mismatch', async () => {
+      const e = await sameFailure(good(), createHash('sha256').update('elsewhere').digest(), plain.length);
+      expect(e.message).toContain('digest mismatch');
+    });
   });
 });
