@@ -103,6 +103,7 @@ export class WorkerPoolDecoder {
     worker.on('message', (m: DecodeResponseMessage | WorkerReadyMessage) => {
       if ('ready' in m) {
         slot.ready = true;
+        if (this.slots.every((s) => s.ready)) for (const w of this.readyWaiters.splice(0)) w();
         return;
       }
       const p = slot.pending.get(m.id);
@@ -177,6 +178,14 @@ export class WorkerPoolDecoder {
     return this.slots.filter((s) => s.ready).length;
   }
 
+  private readonly readyWaiters: (() => void)[] = [];
+
+  /** Settles once every worker has started (at once if they have; never fails). */
+  whenReady(): Promise<void> {
+    if (this.closed || this.slots.every((s) => s.ready)) return Promise.resolve();
+    return new Promise((resolve) => this.readyWaiters.push(resolve));
+  }
+
   private send(slot: Slot, msg: WorkerRequestMessage, transfer: ArrayBuffer[] = []): Promise<OkResponse> {
     if (this.closed) return Promise.reject(new Error('chunk decode pool is closed'));
     const id = this.nextId++;
@@ -196,6 +205,7 @@ export class WorkerPoolDecoder {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const w of this.readyWaiters.splice(0)) w();
     // A timer holds the event loop open meanwhile: the termination of a worker alone does not
     // reliably do so, and a process awaiting close() at top level could end mid-await (exit 13).
     let timer: NodeJS.Timeout | undefined;

@@ -41,6 +41,12 @@ export interface PxarTreeOptions extends AccessorOptions {
    * finds it done or under way) instead of at the first stat of a file (one-shot commands).
    */
   nlinkScanEagerly?: boolean;
+  /**
+   * With nlinkScanEagerly: start the scan only once this settles. A mount passes "mounted, and
+   * its decode threads are up": scanning a split archive's metadata before that decoded its
+   * chunks on the thread that must answer the kernel's INIT, and mount(8) waited 140 ms for it.
+   */
+  nlinkScanAfter?: Promise<void>;
   /** Deepest directory level served (default 1024). */
   maxDepth?: number;
   /**
@@ -87,7 +93,9 @@ export class PxarTree implements InodeSource {
       mode === 'scan' ||
       (mode === 'auto' && accessor.archive.size <= (opts.nlinkScanMaxBytes ?? (accessor.version === 2 ? 256 : 64) * 1024 * 1024));
     this.maxDepth = opts.maxDepth ?? 1024;
-    if (this.scanNlink && opts.nlinkScanEagerly) setImmediate(() => void this.hardlinkCounts());
+    if (this.scanNlink && opts.nlinkScanEagerly) {
+      void (opts.nlinkScanAfter ?? Promise.resolve()).then(() => setImmediate(() => void this.hardlinkCounts()));
+    }
   }
 
   /**

@@ -71,9 +71,9 @@ describe('WorkerPoolDecoder', () => {
       // No pipelining before both stages have a thread.
       expect(p.pipelined).toBeDefined();
       if (p.readyWorkers < 2) expect(p.pipelined!({} as never, {} as never, Buffer.alloc(0))).toBeUndefined();
-      const deadline = Date.now() + 20_000;
-      while (p.readyWorkers < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      await p.whenReady();
       expect(p.readyWorkers).toBe(2);
+      await p.whenReady(); // at once, now
       const late = await Promise.all(chunks.map((c) => reader.get(req(c))));
       late.forEach((b, i) => expect(sha(b)).toBe(chunks[i]!.plaintext_sha256));
     } finally {
@@ -81,9 +81,12 @@ describe('WorkerPoolDecoder', () => {
     }
   });
 
-  it('a closed pool refuses work', async () => {
+  it('a closed pool refuses work; waiting for its workers ends with it', async () => {
     const p = new WorkerPoolDecoder({ threads: 1, workerUrl });
+    const waiting = p.whenReady();
     await p.close();
+    await waiting;
+    await p.whenReady();
     const reader = new ChunkReader(new LocalChunkStore(datastoreDir), { decoder: p.decoder });
     await expect(reader.get(req(chunks.find((c) => c.mode === 'none')!))).rejects.toThrow(/closed/);
   });

@@ -151,6 +151,45 @@ for (const which of ['v1', 'v2'] as const) {
   }
 }
 
+describe('pxar VFS: the eager hardlink scan', () => {
+  /** The v2 metadata stream, counting the reads made through it. */
+  async function counted(): Promise<{ src: ReadAt; reads: () => number; close: () => Promise<void> }> {
+    const f = await FileReadAt.open(join(pxarDir, 'archive-v2.mpxar'));
+    let n = 0;
+    const src = Object.assign(Object.create(f) as ReadAt, {
+      readAt: (o: number, l: number) => {
+        n++;
+        return f.readAt(o, l);
+      },
+    });
+    return { src, reads: () => n, close: () => f.close() };
+  }
+  const ticks = async (k: number): Promise<void> => {
+    for (let i = 0; i < k; i++) await new Promise((r) => setImmediate(r));
+  };
+
+  it('starts on its own after opening, or only once nlinkScanAfter settles', async () => {
+    const free = await counted();
+    await openPxarTree(free.src, undefined, { nlink: 'scan', nlinkScanEagerly: true });
+    const afterOpen = free.reads();
+    await ticks(20);
+    expect(free.reads()).toBeGreaterThan(afterOpen); // scanned unprompted
+    await free.close();
+
+    const gated = await counted();
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    await openPxarTree(gated.src, undefined, { nlink: 'scan', nlinkScanEagerly: true, nlinkScanAfter: gate });
+    const before = gated.reads();
+    await ticks(20);
+    expect(gated.reads()).toBe(before); // waits for the gate (a mount: mounted, decode threads up)
+    open();
+    await ticks(20);
+    expect(gated.reads()).toBeGreaterThan(before);
+    await gated.close();
+  });
+});
+
 describe('pxar VFS without a payload stream', () => {
   it('browses a split archive from the .mpxar alone and refuses to open files', async () => {
     const m = await FileReadAt.open(join(pxarDir, 'archive-v2.mpxar'));

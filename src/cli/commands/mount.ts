@@ -200,7 +200,11 @@ class Readers {
   private readonly pipelined: PipelinedDecoder = (lease, job, dest) => this.pool?.pipelined?.(lease, job, dest);
   startDecodeThreads(): void {
     if (this.decodeThreads > 0) this.pool ??= new WorkerPoolDecoder({ threads: this.decodeThreads, inlineUntilReady: true });
+    void (this.pool?.whenReady() ?? Promise.resolve()).then(() => this.markUp());
   }
+  private markUp!: () => void;
+  /** Settles once the mount is up and its decode threads take work (what background work waits for). */
+  readonly up = new Promise<void>((resolve) => (this.markUp = resolve));
   async close(): Promise<void> {
     await this.pool?.close();
   }
@@ -272,6 +276,7 @@ async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
   const tree: PxarTreeOptions = {
     nlink: plan.nlinkScan,
     nlinkScanEagerly: true,
+    nlinkScanAfter: readers.up,
     harvest: new HarvestBudget(budget.harvest),
     readdirPrefetchBytes: budget.listingPrefetch,
   };
