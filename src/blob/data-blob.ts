@@ -64,11 +64,13 @@ export interface DecodeBlobOptions {
  * This thread's memory for decrypted compressed payloads, which are decompressed at once: reused
  * rather than fresh for every chunk (fresh pages are expensive here, see DECRYPT_STEP_BYTES).
  * Payloads beyond SCRATCH_MAX_BYTES (only blobs can be that large) get memory of their own.
+ * Also the pipelined decoder's (src/chunks/stream-stages.ts): a thread runs one decode at a
+ * time, start to end, so they never need it at once.
  */
 let scratchMemory: Buffer | undefined;
 const SCRATCH_MAX_BYTES = MAX_CHUNK_SIZE + 1024 * 1024;
 
-function scratch(bytes: number): Buffer {
+export function decryptScratch(bytes: number): Buffer {
   if (bytes > SCRATCH_MAX_BYTES) return Buffer.allocUnsafeSlow(bytes);
   if (scratchMemory === undefined || scratchMemory.length < bytes) {
     scratchMemory = Buffer.allocUnsafeSlow(Math.min(SCRATCH_MAX_BYTES, Math.ceil(bytes / (1024 * 1024)) * 1024 * 1024));
@@ -190,7 +192,7 @@ export function decodeBlob(raw: Uint8Array, opts: DecodeBlobOptions): Buffer {
     const iv = raw.subarray(12, 12 + IV_SIZE);
     const tag = raw.subarray(12 + IV_SIZE, 12 + IV_SIZE + TAG_SIZE);
     // Compressed: into reused scratch memory, decompressed right below. Else into the result.
-    const out = header.compressed ? scratch(payload.length) : into?.length === payload.length ? into : Buffer.allocUnsafeSlow(payload.length);
+    const out = header.compressed ? decryptScratch(payload.length) : into?.length === payload.length ? into : Buffer.allocUnsafeSlow(payload.length);
     try {
       crypt.decryptInto(iv, tag, payload, out);
     } catch (e) {

@@ -7,7 +7,7 @@
 import { createDecipheriv, createHash } from 'node:crypto';
 import { ZstdLimitError, zstdDecompressInto } from '../../native-shims/zstd.js';
 import { DECRYPT_STEP_BYTES, IV_SIZE } from '../crypto/crypt-config.js';
-import { ENCRYPTED_HEADER_SIZE, UNENCRYPTED_HEADER_SIZE } from '../blob/data-blob.js';
+import { ENCRYPTED_HEADER_SIZE, UNENCRYPTED_HEADER_SIZE, decryptScratch } from '../blob/data-blob.js';
 import type { DecryptStreamMessage, DigestStreamMessage } from './worker-protocol.js';
 
 /**
@@ -55,18 +55,6 @@ function publishDecrypted(progress: Int32Array, done: number): void {
 
 export type DecryptResult = { tagOk: boolean; written?: number; decompressFailed?: { limit: boolean; detail: string } } | { aborted: true };
 
-/**
- * This thread's memory for decrypted compressed payloads (reused: new pages are expensive here).
- * Chunks are at most 16 MiB, so it stays below that plus a little.
- */
-let compressedScratch: Buffer | undefined;
-function scratchFor(bytes: number): Buffer {
-  if (compressedScratch === undefined || compressedScratch.length < bytes) {
-    compressedScratch = Buffer.allocUnsafeSlow(Math.ceil(bytes / (1024 * 1024)) * 1024 * 1024);
-  }
-  return compressedScratch.subarray(0, bytes);
-}
-
 /** Decompressed bytes per hand-over to the hashing stage. */
 const DECOMPRESS_STEP_BYTES = 256 * 1024;
 export type DigestResult = { digest: Buffer } | { aborted: true };
@@ -81,7 +69,7 @@ export function runDecryptStage(m: DecryptStreamMessage): DecryptResult {
     if ((!compressed && m.size !== cipherSize) || cipherSize < 0 || dest.length !== m.size) throw new Error('pipelined decode: inconsistent sizes');
     // Compressed: the payload is decrypted here first, and only an authenticated one is
     // decompressed (zstd never sees bytes the tag has not vouched for).
-    const out = compressed ? scratchFor(cipherSize) : dest;
+    const out = compressed ? decryptScratch(cipherSize) : dest;
     if (waitFor(m.filled, 0, ENCRYPTED_HEADER_SIZE, 'chunk read') < 0) return abort(progress);
     const iv = data.subarray(UNENCRYPTED_HEADER_SIZE, UNENCRYPTED_HEADER_SIZE + IV_SIZE);
     const tag = data.subarray(UNENCRYPTED_HEADER_SIZE + IV_SIZE, ENCRYPTED_HEADER_SIZE);

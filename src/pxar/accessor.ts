@@ -409,11 +409,9 @@ export class PxarAccessor {
 
   /** ReadAt.forget for bytes of a regular file (or hardlink); a hint, never fails. */
   async forget(entry: PxarEntry, offset: number, length: number): Promise<void> {
-    try {
-      await this.content.forget(await this.resolve(entry), offset, length);
-    } catch {
-      // As in ContentReader.forget: nothing to drop.
-    }
+    // A hardlink that does not resolve has nothing cached to drop; its reads report the error.
+    const target = await this.resolve(entry).catch(() => undefined);
+    if (target !== undefined) await this.content.forget(target, offset, length);
   }
 
   /** Streams a whole regular file (or hardlink) in bounded blocks. */

@@ -149,15 +149,14 @@ export function pinZeroChunks(inner: ChunkDecoder): ChunkDecoder {
   };
 }
 
+/** The usual chunk size of PBS backups (fixed-size images and the dynamic chunker's average). */
+const CHUNK_SIZE_HINT = 4 * 1024 * 1024;
 
 /**
  * How a mount divides `--cache-size` between its caches, so that the option bounds all of them:
  * a quarter for the metadata harvested from unified archives, an eighth (at most 16 MiB) for the
  * small reads of direct-I/O files, the rest for decoded chunks.
  */
-/** The usual chunk size of PBS backups (fixed-size images and the dynamic chunker's average). */
-const CHUNK_SIZE_HINT = 4 * 1024 * 1024;
-
 export function cacheBudget(cacheBytes: number): { chunks: number; harvest: number; smallReads: number; listingPrefetch: number } {
   const harvest = Math.floor(cacheBytes / 4);
   const smallReads = Math.min(16 * 1024 * 1024, Math.floor(cacheBytes / 8));
