@@ -15,7 +15,7 @@ import {
 } from '../../src/blob/data-blob.js';
 import { CryptConfig } from '../../src/crypto/crypt-config.js';
 import { crc32 } from '../../src/util/crc32.js';
-import { zstdCompress, zstdDecompressInto } from '../../native-shims/zstd.js';
+import { zstdCompress } from '../../native-shims/zstd.js';
 import { CryptoError, FormatError, IntegrityError, LimitError, isPbsfsError } from '../../src/errors.js';
 import { blobsDir, keysDir } from '../helpers/paths.js';
 
@@ -352,56 +352,5 @@ describe('decoding into given memory (opts.into)', () => {
     expect(got.equals(Buffer.alloc(5000, 7))).toBe(true);
     expect(got.buffer).not.toBe(wrong.buffer);
     expect(() => decodeBlob(raw, { name, crypt, into: arena(5000) })).not.toThrow(); // no expected size: ignored
-  });
-});
-
-describe('zstd decompression into given memory with progress reports', () => {
-  const plain = Buffer.from(randomBytes(1_500_000).toString('base64'));
-  const z = zstdCompress(plain, 1);
-  const two = Buffer.concat([z, zstdCompress(plain.subarray(0, 1000), 3)]); // two frames
-
-  it('reports growing counts that end at the bytes written, and writes the same bytes as without', () => {
-    for (const [src, want] of [
-      [z, plain],
-      [two, Buffer.concat([plain, plain.subarray(0, 1000)])],
-    ] as const) {
-      const reports: number[] = [];
-      const dst = Buffer.alloc(want.length);
-      const n = zstdDecompressInto(src, dst, { step: 256 * 1024, report: (w) => reports.push(w) });
-      expect(n).toBe(want.length);
-      expect(dst.equals(want)).toBe(true);
-      expect(reports.length).toBeGreaterThan(1);
-      expect(reports[reports.length - 1]).toBe(n);
-      for (let i = 1; i < reports.length; i++) expect(reports[i]!).toBeGreaterThan(reports[i - 1]!);
-    }
-  });
-
-  it('fails the same way with and without progress', () => {
-    const cases: [Uint8Array, number][] = [
-      [z, plain.length - 1], // too little room
-      [z.subarray(0, z.length - 100), plain.length], // truncated frame
-      [randomBytes(5000), plain.length], // not zstd
-    ];
-    for (const [src, room] of cases) {
-      const plainErr = (() => {
-        try {
-          zstdDecompressInto(src, Buffer.alloc(room));
-        } catch (e) {
-          return e as Error;
-        }
-        return undefined;
-      })();
-      const steppedErr = (() => {
-        try {
-          zstdDecompressInto(src, Buffer.alloc(room), { step: 100_000, report: () => undefined });
-        } catch (e) {
-          return e as Error;
-        }
-        return undefined;
-      })();
-      expect(plainErr).toBeInstanceOf(Error);
-      expect(steppedErr?.constructor).toBe(plainErr!.constructor);
-      expect(steppedErr?.message).toBe(plainErr!.message);
-    }
   });
 });
