@@ -2,18 +2,20 @@
 # pbsfs setup: system packages, npm dependencies and the build. Idempotent: run it as often as
 # you like; it installs only what is missing.
 #
-#   fuse, libfuse2   FUSE 2 userspace (fusermount) and the library fuse-native binds to.
+#   fuse             fusermount (unmounting, also of stale mounts). pbsfs speaks the kernel
+#                    protocol itself and loads no FUSE library (docs/mount.md says why).
 #                    Debian's fuse and fuse3 conflict; we use fuse (2.x) for fusermount.
 #   attr, acl        getfattr/getfacl, used by the end-to-end tests to read xattrs and ACLs.
 #   e2fsprogs, dosfstools  mkfs.ext4 / mkfs.vfat for the disk images of the demo and tests.
 #   util-linux-extra fincore, used by the tests to see which files the kernel page cache holds.
-#   python3, make, g++     build tools for zstd-napi on Node < 22.15 (no built-in zstd there).
+#   python3, make, g++     build tools for the zstd-napi addon (native-shims/zstd.ts says why it
+#                    is used on every Node, not only where node:zlib lacks zstd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
-for pkg in fuse libfuse2 attr acl e2fsprogs dosfstools util-linux-extra python3 make g++ kmod; do
+for pkg in fuse attr acl e2fsprogs dosfstools util-linux-extra python3 make g++ kmod; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
