@@ -6,7 +6,7 @@
  * Node >= 22.15, the zstd in `node:zlib`. The addon is preferred wherever it loads, because only
  * it decodes into memory we give it, in steps: chunks then land in reused (already resident)
  * pages, and the pipelined decoder hashes each step while the next is decoded. `node:zlib`
- * returns fresh memory for every call (copied afterwards) and reports only at the end. Measured
+ * returns fresh memory for every call (copied afterwards) and reports once per frame. Measured
  * on this project's VM, 4 MiB text-like chunks (ratio 0.39), one thread: zstd-napi into reused
  * memory 1.0-1.5 GB/s; `zstdDecompressSync` plus the copy 0.4-1.0 GB/s (Node 22.23 and 24.22).
  * `node:zlib` is the fallback when the addon did not build; PBSFS_ZSTD=zlib or =napi forces one.
@@ -204,7 +204,8 @@ function tryZlib(): ZstdBackend | undefined {
 
 function loadBackend(): ZstdBackend {
   if (backend) return backend;
-  const forced = process.env.PBSFS_ZSTD;
+  const forced = process.env.PBSFS_ZSTD || undefined;
+  if (forced !== undefined && forced !== 'zlib' && forced !== 'napi') throw new ZstdError(`PBSFS_ZSTD must be "zlib" or "napi", not "${forced}"`);
   if (forced === 'zlib') {
     backend = tryZlib();
     if (backend === undefined) throw new ZstdError(`PBSFS_ZSTD=zlib, but this Node (${process.version}) has no zstd in node:zlib (it needs 22.15 or newer)`);

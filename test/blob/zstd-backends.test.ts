@@ -45,6 +45,7 @@ describe('which zstd backends load', () => {
     const z = run('zlib');
     if (zlibHasZstd) expect(z.stdout.trim()).toBe('node:zlib');
     else expect(z.stderr).toContain('PBSFS_ZSTD=zlib, but this Node');
+    expect(run('zsdt').stderr).toContain('PBSFS_ZSTD must be "zlib" or "napi", not "zsdt"');
   });
 });
 
