@@ -87,18 +87,19 @@ async function run(
   const arriving = lease.arriving!;
   const data = lease.data;
   const size = job.expectedSize;
-  // The CRC on this thread, as the pieces land: it waits for the disk anyway, and both workers
-  // have more to do per byte (AES-GCM; SHA-256) than the disk takes to deliver it.
-  let crc = 0;
-  arriving.follow((start, end) => {
-    const from = Math.max(start, ENCRYPTED_HEADER_SIZE);
-    if (end > from) crc = crc32(data.subarray(from, end), crc);
-  });
   // Plaintext bytes ready, and what the hashing stage waits for (see StreamStageCommon).
   const progress = new Int32Array(new SharedArrayBuffer(8));
   const common = { id: 0, data, plain: dest, progress, size };
   const decrypted = stages.decrypt({ ...common, type: 'decrypt-stream', filled: arriving.filled, key: crypt.encKey, ...(compressed ? { compressed } : {}) });
   const hashed = stages.digest({ ...common, type: 'digest-stream', idKey: crypt.idKey });
+  // The CRC on this thread, as the pieces land: it waits for the disk anyway, and both workers
+  // have more to do per byte (AES-GCM; SHA-256) than the disk takes to deliver it. Only once
+  // both stages are posted: the pieces already in (~0.1 ms of CRC each) must not delay them.
+  let crc = 0;
+  arriving.follow((start, end) => {
+    const from = Math.max(start, ENCRYPTED_HEADER_SIZE);
+    if (end > from) crc = crc32(data.subarray(from, end), crc);
+  });
   // A decrypting thread that died cannot say so through `progress`: tell the hashing one.
   decrypted.catch(() => {
     Atomics.store(progress, 0, -1);
