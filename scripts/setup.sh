@@ -3,7 +3,8 @@
 # you like; it installs only what is missing.
 #
 #   fuse             fusermount (unmounting, also of stale mounts). pbsfs speaks the kernel
-#                    protocol itself and loads no FUSE library (docs/mount.md says why).
+#                    protocol itself and loads no FUSE library (docs/mount.md says why);
+#                    libfuse2 still comes in, as a dependency of Debian's fuse package.
 #                    Debian's fuse and fuse3 conflict; we use fuse (2.x) for fusermount.
 #   attr, acl        getfattr/getfacl, used by the end-to-end tests to read xattrs and ACLs.
 #   e2fsprogs, dosfstools  mkfs.ext4 / mkfs.vfat for the disk images of the demo and tests.
