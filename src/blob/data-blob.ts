@@ -145,11 +145,6 @@ export function sizeMismatchError(name: string, got: number, expected: number): 
   return new IntegrityError(`blob decodes to ${got} bytes, expected ${expected}`, { file: name });
 }
 
-/** The error of a compressed payload that failed to decompress into exactly `expectedSize` bytes of room. */
-export function decompressIntoError(e: unknown, name: string, expectedSize: number): Error {
-  return decompressError(e, name, expectedSize);
-}
-
 function hex32(n: number): string {
   return n.toString(16).padStart(8, '0');
 }
@@ -233,7 +228,11 @@ function decompressInto(payload: Buffer, into: Buffer, name: string): Buffer {
   }
 }
 
-function decompressError(e: unknown, name: string, expectedSize: number | undefined, maxSize?: number): Error {
+/**
+ * The error of a compressed payload that failed to decompress: beyond `expectedSize` (or, given,
+ * the size limit `maxSize`), or not valid zstd. Also the pipelined decoder's.
+ */
+export function decompressError(e: unknown, name: string, expectedSize: number | undefined, maxSize?: number): Error {
   if (e instanceof ZstdLimitError) {
     if (maxSize === undefined) {
       return new IntegrityError(`compressed blob decodes to more than the expected ${expectedSize} bytes`, { file: name, cause: e });

@@ -24,7 +24,7 @@ import {
   ENCRYPTED_BLOB_MAGIC,
   ENCRYPTED_HEADER_SIZE,
   crcMismatchError,
-  decompressIntoError,
+  decompressError,
   digestMismatchError,
   sizeMismatchError,
   tagMismatchError,
@@ -119,7 +119,7 @@ async function run(
   if (!d.tagOk) throw tagMismatchError(job.name, crypt);
   if (compressed) {
     const f = d.decompressFailed;
-    if (f !== undefined) throw decompressIntoError(f.limit ? new ZstdLimitError(f.detail) : new ZstdError(f.detail), job.name, size);
+    if (f !== undefined) throw decompressError(f.limit ? new ZstdLimitError(f.detail) : new ZstdError(f.detail), job.name, size);
     if (d.written !== size) throw sizeMismatchError(job.name, d.written ?? 0, size);
   }
   if (!('digest' in dig.value)) throw stopped();
