@@ -63,10 +63,18 @@ export interface Filesystem {
   getxattr(ino: number, name: Buffer): Promise<Buffer | undefined>;
 }
 
+export interface FilesystemOpenOptions {
+  /**
+   * ext3/4: "ignore" (the default) shows the blocks as they are on disk; "apply" replays the
+   * journal's committed transactions in memory (never on disk). Other formats ignore it.
+   */
+  journal?: 'ignore' | 'apply';
+}
+
 /** One filesystem format: recognises its superblock and opens it. */
 export interface FilesystemDriver {
   readonly type: string;
   /** True when `src` starts with this format's superblock (cheap: reads a few KiB at most). */
   probe(src: ReadAt): Promise<boolean>;
-  open(src: ReadAt): Promise<Filesystem>;
+  open(src: ReadAt, opts?: FilesystemOpenOptions): Promise<Filesystem>;
 }
