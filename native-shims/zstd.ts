@@ -6,9 +6,8 @@
  * Node >= 22.15, the zstd in `node:zlib`. The addon is preferred wherever it loads, because only
  * it decodes into memory we give it, in steps: chunks then land in reused (already resident)
  * pages, and the pipelined decoder hashes each step while the next is decoded. `node:zlib`
- * returns fresh memory for every call (copied afterwards) and reports once per frame. Measured
- * on this project's VM, 4 MiB text-like chunks (ratio 0.39), one thread: zstd-napi into reused
- * memory 1.0-1.5 GB/s; `zstdDecompressSync` plus the copy 0.4-1.0 GB/s (Node 22.23 and 24.22).
+ * returns fresh memory for every call (copied afterwards) and reports once per frame, which
+ * made it markedly slower into the chunk cache (docs/performance.md).
  * `node:zlib` is the fallback when the addon did not build; PBSFS_ZSTD=zlib or =napi forces one.
  *
  * The backend is chosen once, lazily, so commands that never touch compressed data do not load

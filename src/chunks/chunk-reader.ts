@@ -236,8 +236,7 @@ export class ChunkReader {
   /**
    * Drops a chunk from the cache now, if it is there: a streaming reader is done with it. Its
    * memory goes back to the arena as soon as no read holds it, so the next chunk of the stream
-   * lands in pages already resident instead of new ones (every new page costs a fault, ~12 us
-   * on this project's VM), and a stream larger than the cache does not push out everything else.
+   * lands in pages already resident instead of new ones (every new page costs a fault), and a stream larger than the cache does not push out everything else.
    */
   forget(req: ChunkRequest): void {
     if (this.cache?.delete(cacheKey(req)) === true) this.stats.chunksForgotten++;

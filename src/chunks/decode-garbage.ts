@@ -2,21 +2,17 @@
  * Keeps a decode thread's garbage small: its output buffers are collected every few MiB
  * instead of when V8 gets round to it.
  *
- * Why (measured on this project's 2-core VM, 1 GiB encrypted file read through the mount, caches
- * dropped, interleaved runs): OpenSSL hands back every 64 KiB decryption step as a new buffer
- * (see DECRYPT_STEP_BYTES), and the thread allocates nearly nothing else, so V8 collects them
- * only when their external memory has grown by tens of MiB. The decrypting thread's malloc arena
- * then held ~33 MiB of dead buffers, and glibc handed them back to the OS at each collection,
- * so the next ones faulted in fresh pages (25,000-60,000 faults per GiB on that thread).
+ * Why: OpenSSL hands back every 64 KiB decryption step as a new buffer (see
+ * DECRYPT_STEP_BYTES), and the thread allocates nearly nothing else, so V8 collects them only
+ * when their external memory has grown by tens of MiB. The decrypting thread's malloc arena then
+ * held tens of MiB of dead buffers, and glibc handed them back to the OS at each collection, so
+ * the next ones faulted in fresh pages.
  *
  * A young-generation collection after each chunk frees them while they are few, and raising
  * glibc's dynamic mmap threshold (it rises to the size of any large mmapped block freed) stops
- * it from returning the freed memory to the OS each time. Together: peak RSS of the sequential
- * read 243-267 -> 232-236 MiB, faults 34,000-76,000 -> ~34,000 (what filling the cache arena
- * costs anyway), throughput unchanged or better (533-591 -> 588-609 MB/s in the same minutes).
- * A collection alone, without the threshold, left glibc trimming and refaulting (up to 150,000
- * faults, 371-562 MB/s). A fault costs ~12 us on this VM (touching 32 MiB of new memory: 99 ms),
- * so every avoidable one counts.
+ * it from returning the freed memory to the OS each time. Together they cut the faults, the
+ * peak RSS and the CPU of a stream; a collection alone, without the threshold, left glibc
+ * trimming and refaulting (docs/performance.md).
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -28,10 +24,9 @@ export const COLLECT_EVERY_BYTES = 2 * 1024 * 1024;
 
 /**
  * Freed once at start-up: glibc then serves blocks up to this size from its arenas, and trims an
- * arena only once twice this much lies free at its top. With 4 MiB (trimmed past 8 MiB) one
- * late sweep of two chunks' garbage was enough to trim, and runs alternated between ~20,000 and
- * ~77,000 faults on the decrypting thread (1 GiB, 355-593 MB/s); with 8 or 16 MiB, 10 runs each
- * stayed at 14,600-16,800 faults (472-698 MB/s), peak RSS within 3 MiB of each other.
+ * arena only once twice this much lies free at its top. With 4 MiB one late sweep of two chunks'
+ * garbage was enough to trim again and the fault counts swung widely between runs; 8 and 16 MiB
+ * held them low, at the same peak RSS.
  */
 const MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024;
 

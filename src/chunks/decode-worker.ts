@@ -52,7 +52,7 @@ if (port) {
     // After the reply, so the collection does not delay it. Hashing makes no buffers.
     if (m.type !== 'digest-stream') garbage.produce(m.type === 'decode' ? m.expectedSize : m.size);
   });
-  // The pool decodes on its own thread until this arrives (a worker takes ~100 ms to start).
+  // The pool decodes on its own thread until this arrives (a worker takes a while to start).
   port.postMessage({ ready: true } satisfies WorkerReadyMessage);
 }
 

@@ -6,14 +6,10 @@
  * worker's own memory, then, once its GCM tag has checked out, decompressed into the
  * destination step by step with the hashing right behind.
  *
- * Compressed chunks (text, binaries, most real data), measured on this project's VM: opening a
- * cold small file of the split bench archive (its PAYLOAD header lies in a 4 MiB compressed
- * chunk) took p50 9.8-10.3 ms with the read, decryption, decompression and hashing one after
- * the other, 7.5-8.2 ms pipelined.
- *
- * Why: done one after the other, a cold 4 MiB chunk costs its read (~2.5 ms here), CRC (0.8 ms),
- * AES-GCM (1.5 ms) and SHA-256 (2.5 ms), and a random 4 KiB read of a cold chunk waits for all
- * of it. Overlapped, it waits for about the slowest stage plus one step of the others.
+ * Why: done one after the other, a cold 4 MiB chunk costs its read, CRC, AES-GCM and SHA-256 in
+ * sequence, and a random 4 KiB read of a cold chunk (or the open of a cold small file, whose
+ * header lies in a compressed chunk) waits for all of it. Overlapped, it waits for about the
+ * slowest stage plus one step of the others (docs/performance.md).
  *
  * Every check of the whole-chunk decoder still happens, in the same order and with the same
  * errors (CRC, GCM tag, decompression, size, digest); nothing is returned before all of them pass.
@@ -94,7 +90,7 @@ async function run(
   const hashed = stages.digest({ ...common, type: 'digest-stream', idKey: crypt.idKey });
   // The CRC on this thread, as the pieces land: it waits for the disk anyway, and both workers
   // have more to do per byte (AES-GCM; SHA-256) than the disk takes to deliver it. Only once
-  // both stages are posted: the pieces already in (~0.1 ms of CRC each) must not delay them.
+  // both stages are posted: the pieces already in (their CRC takes a while) must not delay them.
   let crc = 0;
   arriving.follow((start, end) => {
     const from = Math.max(start, ENCRYPTED_HEADER_SIZE);

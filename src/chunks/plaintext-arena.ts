@@ -3,12 +3,10 @@
  * taken back by the chunk reader, so a chunk's plaintext lands in pages that are already
  * resident instead of fresh ones.
  *
- * Why (measured on this project's 2-core VM, 1 GiB encrypted file read through the mount, caches
- * dropped): with a fresh buffer per decoded chunk the mount spent 4.9 s of CPU per GiB: the
- * decrypting thread faulting in new pages, the main thread collecting garbage because every
- * 4 MiB chunk it received counted as new external memory, and freed chunks piling up until then
- * (peak RSS 389 MiB with a 128 MiB cache). With this arena: 3.0-3.4 s of CPU per GiB, 326-395 ->
- * 447-641 MB/s (same hour), peak RSS of that phase 310-339 MiB.
+ * Why: with a fresh buffer per decoded chunk, a stream spent most of its CPU on the decrypting
+ * thread faulting in new pages and on the main thread collecting garbage (every 4 MiB chunk it
+ * received counted as new external memory), and freed chunks piled up until then, far beyond
+ * the cache's bound. The arena cut both the CPU per GiB and the peak RSS (docs/performance.md).
  *
  * Shared, so a decode worker writes plaintext straight into a block and another reads it there.
  * The buffer is allocated lazily by the OS: untouched blocks cost no memory.

@@ -23,7 +23,7 @@ const WANTED = 1;
  * The hashing stage, once it has caught up, sleeps until this much more is decrypted: it is the
  * faster stage, and woken for every step it spent more CPU on wake-ups than on hashing (1 GiB
  * read through the mount: +0.4-0.8 s of CPU). The tail after the last decryption stays short
- * (~0.15 ms of hashing).
+ * (a fraction of a millisecond of hashing).
  */
 const HASH_BATCH_BYTES = 256 * 1024;
 

@@ -54,7 +54,7 @@ export interface WorkerPoolOptions {
   workerUrl?: URL;
   /**
    * Decode on the calling thread while no worker has started yet (and skip pipelining until both
-   * have), instead of queueing behind their start-up (~100 ms each, more on a busy machine).
+   * have), instead of queueing behind their start-up.
    * For the first requests a fresh mount answers, that start-up would be most of the wait.
    */
   inlineUntilReady?: boolean;
@@ -81,7 +81,7 @@ export class WorkerPoolDecoder {
       // Compressed chunks only while both threads are idle: one chunk then waits for its decode
       // (a cold file being opened), and splitting it over both threads shortens that wait. With
       // more in flight (a stream, a listing reading ahead) two chunks decoded whole, one per
-      // thread, go faster (the 256 MiB text file 491-541 vs 475-521 MB/s pipelined).
+      // thread, go faster (docs/performance.md).
       const idle = (): boolean => decrypting.pending.size === 0 && hashing.pending.size === 0;
       this.pipelined = (lease, job, dest) =>
         this.closed || (this.inlineUntilReady && !(decrypting.ready && hashing.ready)) ? undefined : pipelinedDecode(lease, job, dest, stages, idle());

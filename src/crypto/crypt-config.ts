@@ -98,9 +98,8 @@ export function aesGcmDecrypt(
 /**
  * Plaintext OpenSSL produces per call when decrypting in steps. Node hands each call's output
  * back as a new buffer; in small steps those come from reused heap memory, while one call for a
- * whole 4 MiB chunk gets fresh pages every time. Measured on this project's VM (AES-256-GCM,
- * 4 MiB, single thread): one call ~330 MB/s; 64 KiB steps into a fresh buffer ~740 MB/s, into
- * reused memory 1.1-2.6 GB/s (16 KiB steps: ~1.1 GB/s, per-call overhead).
+ * whole 4 MiB chunk gets fresh pages every time, which costs several times the decryption itself
+ * on a machine where page faults are dear; much smaller steps pay per-call overhead instead.
  */
 export const DECRYPT_STEP_BYTES = 64 * 1024;
 

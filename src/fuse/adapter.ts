@@ -9,8 +9,7 @@
  *   (FOPEN_KEEP_CACHE, FOPEN_CACHE_DIR), so a second `find` or `cat` never reaches us;
  * - except large regular files (over `pageCacheMaxFileBytes`, default 32 MiB), opened with
  *   FOPEN_DIRECT_IO: reads go straight into the reader's buffer. Filling fresh page-cache pages
- *   was the largest single cost of a sequential read here (1 GiB cold through the mount: 344-387
- *   MB/s through the page cache, 557-568 MB/s direct, `dd bs=1M`, caches dropped). Their small
+ *   was the largest single cost of a sequential read (docs/performance.md). Their small
  *   reads are kept in a PageCache of our own, so random re-reads stay fast;
  * - READDIRPLUS returns attributes with the names (no LOOKUP storm on `ls -l` / `find`);
  * - names are raw bytes both ways, so non-UTF-8 names appear exactly as archived; no escaping.

@@ -3,9 +3,8 @@
  *
  * Why: reading a chunk file through the page cache costs a kernel copy into a fresh buffer, and
  * on a VM whose freed memory goes back to the host every fresh page is a fault on both sides.
- * Measured here (2-core VM, 256 cold chunk files, 720 MB): buffered reads into fresh buffers
- * 543 MB/s, into one reused buffer 598 MB/s, O_DIRECT into a reused page-aligned buffer
- * 1694 MB/s. O_DIRECT needs page-aligned memory, which a Node Buffer does not promise; a
+ * O_DIRECT into a reused page-aligned buffer reads cold chunk files about three times as fast as
+ * buffered reads into fresh buffers (docs/performance.md). O_DIRECT needs page-aligned memory, which a Node Buffer does not promise; a
  * WebAssembly memory's base is page-aligned. Shared (a SharedArrayBuffer), so a decode worker
  * reads a slot in place instead of receiving a copy.
  *

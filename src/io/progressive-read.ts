@@ -2,8 +2,8 @@
  * Reading a file into memory in pieces, with the bytes read so far published as they land, so a
  * consumer (a decode worker) can start on the front of a chunk while its end is still on disk.
  *
- * Why: a cold 4 MiB chunk takes about 2.5 ms to read here and as long again to decrypt and hash;
- * done one after the other, a random 4 KiB read of a cold chunk waits for both.
+ * Why: a cold 4 MiB chunk takes about as long to read as to decrypt and hash; done one after the
+ * other, a random 4 KiB read of a cold chunk waits for both.
  *
  * Progress lives in shared memory (an Int32Array over a SharedArrayBuffer) so worker threads
  * can wait on it with Atomics.wait without a message round trip per piece. Pieces are read by

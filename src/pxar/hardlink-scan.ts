@@ -4,8 +4,8 @@
  * A file's st_nlink is 1 + the number of HARDLINK entries pointing at it, and those can be
  * anywhere after it: only a pass over the whole stream can tell. This pass reads each item's
  * 16-byte header and skips its content (file contents, goodbye tables, attributes) by size; only
- * HARDLINK contents are read. On a split archive's metadata stream of 100k entries it takes a
- * fraction of the time a full decode of every entry does (measured in the closing note).
+ * HARDLINK contents are read, so it takes a fraction of the time a full decode of every entry
+ * does.
  *
  * Positions: a HARDLINK item follows its own FILENAME item, and its offset counts back from that
  * FILENAME to the target's FILENAME, whose position is the target's identity (its inode number is

@@ -264,7 +264,7 @@ class Restorer {
   /**
    * Writes a regular file's contents; all-zero blocks become holes. The file system calls are
    * synchronous on purpose: a restore is a batch job dominated by many small files, and each
-   * async call would cost a thread-pool round trip (measured: ~4x slower on 100k small files).
+   * async call would cost a thread-pool round trip (several times slower on many small files).
    */
   async writeFile(path: Buffer, e: PxarEntry, blocks: AsyncIterable<Buffer>): Promise<void> {
     let fd: number;

@@ -33,17 +33,16 @@ export interface LocalChunkStoreOptions {
 /**
  * Raw chunk bytes being read at once, in blocks sized to each chunk: room for two of upstream's
  * largest dynamic chunks (16 MiB plus the blob header, in 64 KiB pages), or several ordinary
- * ones. The decode threads drain chunks far slower than the disk fills them (4 MiB in ~2.5 ms
- * here), so more would only hold memory: fixed slots sized for the largest chunk, four of them,
- * kept up to 52 MiB resident. Bigger files (blobs, odd stores) take an ordinary read.
+ * ones. The decode threads drain chunks far slower than the disk fills them, so more would only
+ * hold memory (fixed slots sized for the largest chunk kept far more resident than they used).
+ * Bigger files (blobs, odd stores) take an ordinary read.
  */
 const POOL_BYTES = 2 * (16 * 1024 * 1024 + 64 * 1024);
 const PAGE = 4096;
 /**
- * Early leases (LeaseOptions.early) read in pieces of this size, this many at once. Measured on
- * cold 3-5 MiB chunk files here (O_DIRECT, p50): one 4 MiB read lands all at 2.3 ms after the
- * open; in 512 KiB pieces, 4 at a time, the first piece lands after 0.7 ms and the last at
- * about 2.6 ms.
+ * Early leases (LeaseOptions.early) read in pieces of this size, this many at once: the first
+ * piece lands after a fraction of the time one whole-chunk read takes, and the last about when
+ * that read would have (docs/performance.md).
  */
 const EARLY_PIECE_BYTES = 512 * 1024;
 const EARLY_LANES = 4;

@@ -5,8 +5,8 @@
  * operation is a Map operation or two, with no list to maintain.
  *
  * Why: the VFS node cache takes one entry per listed name (100,000 in a tree walk of the bench
- * archive), and lru-cache's bookkeeping per insert-with-eviction cost 2-4x more than this (a
- * micro-benchmark of that pattern: 39-112 ms against 16-36 ms per 100,000 entries).
+ * archive), and lru-cache's bookkeeping per insert-with-eviction costs several times more than
+ * two Map operations (docs/performance.md).
  */
 export class TwoGenerationCache<K, V> {
   private young = new Map<K, V>();

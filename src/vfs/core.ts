@@ -150,11 +150,9 @@ export const STATS_XATTR = 'user.pbsfs.stats';
 /**
  * Default bound of the rebuildable-node cache: a few directories' worth of entries. A walk passes
  * each node once, and a node that outlives a young-generation collection or two is promoted and
- * must wait for a full one: with 16,384 nodes (~160 directories of the bench, ~200 ms of a walk)
- * nearly every node was. Measured (split bench archive, `find` right after mounting, 3
- * interleaved runs each): 16,384 nodes 1.64-1.73 s and 153-158 MiB peak RSS, 4,096 1.49-1.74 s,
- * 2,048 1.44-1.59 s and 143-145 MiB, 1,024 1.34-1.48 s; `ls -lR` and `getfattr -R` over the
- * whole tree (a GETXATTR per entry after its listing) were within noise at every size. A node
+ * must wait for a full one: with 16,384 nodes nearly every node was. Smaller bounds made walks
+ * faster and smaller, and `ls -lR` and `getfattr -R` over a whole tree did not notice
+ * (docs/performance.md). A node
  * that left the cache is rebuilt from its inode number (one entry decode).
  */
 const NODE_CACHE_DEFAULT = 2048;

@@ -9,7 +9,7 @@
  *   the whole archive can tell. The scan is lazy (first stat of a file or hardlink), single-flight,
  *   cached, and reads item headers only (for split archives the .mpxar, never the payload). It is
  *   on by default for split archives whose metadata stream is up to 256 MiB (about 1.9 million
- *   entries; the header scan took 31-79 ms per 100k entries here, so at most about a second)
+ *   entries; the header scan reads about a million entries a second or more)
  *   and for unified archives up to 64 MiB (a unified archive interleaves contents, so its scan
  *   touches every chunk); `nlinkScanMaxBytes` overrides both bounds. Without the scan, files
  *   report nlink 1 and hardlink names 2. Directories report nlink 1 ("unknown", which
@@ -44,7 +44,7 @@ export interface PxarTreeOptions extends AccessorOptions {
   /**
    * With nlinkScanEagerly: start the scan only once this settles. A mount passes "mounted, and
    * its decode threads are up": scanning a split archive's metadata before that decoded its
-   * chunks on the thread that must answer the kernel's INIT, and mount(8) waited 140 ms for it.
+   * chunks on the thread that must answer the kernel's INIT, and mount(8) waited for it.
    */
   nlinkScanAfter?: Promise<void>;
   /** Deepest directory level served (default 1024). */

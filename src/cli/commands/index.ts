@@ -1,7 +1,7 @@
 /**
  * Every command module, by the name it registers. Only the module of the command being run is
- * loaded: loading all of them (the writer, QR codes, restore's tools, ...) costs ~60 ms of start-up
- * on this machine, which a mount or a one-file `cat` would otherwise pay every time.
+ * loaded: loading all of them (the writer, QR codes, restore's tools, ...) costs a noticeable part of
+ * start-up, which a mount or a one-file `cat` would otherwise pay every time.
  */
 import type { Command, Option } from 'commander';
 

@@ -61,12 +61,10 @@ function widenThreadPool(): void {
 /**
  * How much V8 lets a heap grow past what survived its last full collection: 60% instead of the
  * default (up to 4x for a heap that allocates fast). A tree walk allocates ~250 MB of short-lived
- * objects around ~30 MiB of live ones, and V8 sized the main thread's heap at 123-137 MiB for it.
- * Measured (`find` right after mounting, 3 interleaved runs each, peak RSS / walk):
- * split bench archive default 193-207 MiB / 1.36-1.48 s, 60% 157-161 MiB / 1.39-1.48 s, 20%
- * 151-153 MiB / 1.46-1.69 s (a full collection every ~100 ms); unified archive default 371-381
- * MiB, 60% 333-340 MiB, 20% 322-328 MiB. V8 flags are process-wide, so the decode threads get it
- * too. A smaller young generation (--max-semi-space-size) cost the walk 10-30% for little memory.
+ * objects around ~30 MiB of live ones, and V8 sized the main thread's heap at four times that.
+ * 60% keeps most of the saving of 20% without its frequent full collections, at the default's
+ * walk time (docs/performance.md). V8 flags are process-wide, so the decode threads get it too.
+ * A smaller young generation (--max-semi-space-size) cost the walk more than it saved.
  */
 function boundHeapGrowth(): void {
   setFlagsFromString('--heap-growing-percent=60');
@@ -190,7 +188,7 @@ class Readers {
    * Chunk decoding off the thread that answers the kernel, once startDecodeThreads() has run.
    * Before that (opening the archive, answering INIT) chunks decode on this thread: its first
    * and last chunks decode faster here than behind the start-up of two workers competing for the
-   * same cores (measured: mount-to-ready 550-600 ms instead of 700-850 ms).
+   * same cores (docs/performance.md, mount to ready).
    */
   private readonly decoder: ChunkDecoder = pinZeroChunks((raw, job, dest) =>
     this.pool === undefined ? inlineChunkDecoder(raw, job, dest) : this.pool.decoder(raw, job, dest),
