@@ -12,22 +12,19 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { dir } from 'tmp-promise';
 import { cliPath, datastoreDir, keysDir, vectorsDir } from '../helpers/paths.js';
+import { expectedSnapshots, type ExpectedSnapshot } from '../helpers/datastore-expected.js';
 import { MountTracker, cliEnv, runCli } from '../helpers/mount-cli.js';
 
 const run = promisify(execFile);
 const keyfile = join(keysDir, 'key-scrypt.json');
 const base = ['--repository', datastoreDir, '--keyfile', keyfile];
 
-interface ImageVector {
-  path: string;
-  crypt_mode: string;
-  files: {
-    'drive-scsi0.img.fidx'?: { image_sha256: string; image_size: number; chunk_size: number; chunks: { start: number; end: number; digest: string; all_zero: boolean }[] };
-    'qemu-server.conf.blob'?: { plaintext_utf8: string };
-    'root.pxar.didx'?: { chunks: unknown[]; archive_size: number };
-  };
+const expected = { snapshots: expectedSnapshots() };
+/** The disk image of a VM snapshot vector, with the fields every image vector has. */
+function imageVector(s: ExpectedSnapshot) {
+  const f = s.files['drive-scsi0.img.fidx']!;
+  return { image_sha256: f.image_sha256!, image_size: f.image_size!, chunk_size: f.chunk_size!, chunks: f.chunks! };
 }
-const expected = JSON.parse(readFileSync(join(vectorsDir, 'datastore', 'expected.json'), 'utf8')) as { snapshots: ImageVector[] };
 const vmSnapshots = expected.snapshots.filter((s) => s.files['drive-scsi0.img.fidx'] !== undefined);
 const plainVm = vmSnapshots.find((s) => s.crypt_mode === 'none') ?? vmSnapshots[0]!;
 const encVm = vmSnapshots.find((s) => s.crypt_mode === 'encrypt') ?? vmSnapshots[0]!;
@@ -82,7 +79,7 @@ function ranges(size: number, chunk: number, n: number, seed: number): [number, 
 
 describe('disk images through the kernel', () => {
   it('have the expected size and SHA-256, and random reads equal `pbsfs cat`', async () => {
-    const v = encVm.files['drive-scsi0.img.fidx']!;
+    const v = imageVector(encVm);
     const snapArg = encVm.path;
     const mp = await mount([...base, 'mount', snapArg, 'MP']);
     const img = join(mp, 'drive-scsi0.img');
@@ -101,7 +98,7 @@ describe('disk images through the kernel', () => {
   });
 
   it('serve 16 parallel random-range readers correctly', async () => {
-    const v = plainVm.files['drive-scsi0.img.fidx']!;
+    const v = imageVector(plainVm);
     const mp = await mount(['--repository', datastoreDir, 'mount', plainVm.path, 'drive-scsi0.img', 'MP']);
     const img = join(mp, 'drive-scsi0.img');
     expect((await fsp.readdir(mp)).sort()).toEqual(['drive-scsi0.img']);
@@ -183,7 +180,7 @@ describe('corruption', () => {
     try {
       const store = join(tmp.path, 'store');
       cpSync(datastoreDir, store, { recursive: true });
-      const v = plainVm.files['drive-scsi0.img.fidx']!;
+      const v = imageVector(plainVm);
       const bad = v.chunks.find((c) => !c.all_zero && c.start > 0)!;
       const good = v.chunks.find((c) => c !== bad && !c.all_zero)!;
       const chunkFile = join(store, '.chunks', bad.digest.slice(0, 4), bad.digest);
@@ -220,7 +217,7 @@ describe('daemon log file', () => {
     try {
       const store = join(tmp.path, 'store');
       cpSync(datastoreDir, store, { recursive: true });
-      const v = plainVm.files['drive-scsi0.img.fidx']!;
+      const v = imageVector(plainVm);
       const bad = v.chunks.find((c) => !c.all_zero)!;
       const chunkFile = join(store, '.chunks', bad.digest.slice(0, 4), bad.digest);
       const raw = readFileSync(chunkFile);

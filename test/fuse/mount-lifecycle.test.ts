@@ -14,14 +14,10 @@ import { promises as fsp, mkdirSync, readFileSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { dir } from 'tmp-promise';
 import { datastoreDir, vectorsDir } from '../helpers/paths.js';
+import { expectedSnapshots } from '../helpers/datastore-expected.js';
 import { MountTracker, runCli } from '../helpers/mount-cli.js';
 
-interface ImageVector {
-  path: string;
-  crypt_mode: string;
-  files: Record<string, { image_size?: number } | undefined>;
-}
-const expected = JSON.parse(readFileSync(join(vectorsDir, 'datastore', 'expected.json'), 'utf8')) as { snapshots: ImageVector[] };
+const expected = { snapshots: expectedSnapshots() };
 /** An unencrypted snapshot with a disk image (no key needed). */
 const plainVm = expected.snapshots.find((s) => s.crypt_mode === 'none' && s.files['drive-scsi0.img.fidx'] !== undefined)!;
 

@@ -193,7 +193,7 @@ describe('pxar VFS: the eager hardlink scan', () => {
 describe('pxar VFS without a payload stream', () => {
   it('browses a split archive from the .mpxar alone and refuses to open files', async () => {
     const m = await FileReadAt.open(join(pxarDir, 'archive-v2.mpxar'));
-    const root = await openPxarTree(m);
+    const root: VfsNode = await openPxarTree(m);
     const f = await root.lookup!(Buffer.from('hello.txt'));
     expect((await f!.stat()).size).toBe(14);
     await expect(f!.open!()).rejects.toThrow(/payload stream/);
@@ -222,7 +222,7 @@ describe('pxar VFS limits', () => {
     const { BufferReadAt } = await import('../../src/io/read-at.js');
     const { PbsfsError } = await import('../../src/errors.js');
     const bytes = Buffer.from(readFileSync(join(pxarDir, 'archive-v2.mpxar')));
-    const root = await openPxarTree(new BufferReadAt('x.mpxar', bytes));
+    const root: VfsNode = await openPxarTree(new BufferReadAt('x.mpxar', bytes));
     const link1 = (await (await root.lookup!(Buffer.from('hardlinks')))!.lookup!(Buffer.from('link1')))!;
     // Damage the FILENAME item of /special/blockdev (after the tree was opened, before any stat).
     const fnType = Buffer.alloc(8);
@@ -232,7 +232,7 @@ describe('pxar VFS limits', () => {
     bytes.writeBigUInt64LE(1n, at);
     // The hardlink scan fails, so link1 reports 1 instead of its 3 names; stat still works.
     expect((await link1.stat()).nlink).toBe(1);
-    const fresh = await openPxarTree(new BufferReadAt('x.mpxar', bytes));
+    const fresh: VfsNode = await openPxarTree(new BufferReadAt('x.mpxar', bytes));
     await expect(fresh.lookup!(Buffer.from('special'))).rejects.toBeInstanceOf(PbsfsError);
     expect((await fresh.lookup!(Buffer.from('hello.txt')))!.kind).toBe('file');
   });

@@ -4,7 +4,7 @@ import { LazyDir, ReadAtFile } from '../../src/vfs/virtual-nodes.js';
 import { BufferReadAt } from '../../src/io/read-at.js';
 import { coreDriver } from '../helpers/fs-driver.js';
 import { defineBehaviourSuite, memoryTree } from '../helpers/memory-suite.js';
-import { mem } from '../helpers/memory-tree.js';
+import { mem, type MemNode } from '../helpers/memory-tree.js';
 import { IntegrityError } from '../../src/errors.js';
 import type { VfsNode } from '../../src/vfs/types.js';
 
@@ -235,7 +235,7 @@ describe('VfsCore READDIR without OPENDIR (zero-message opendir)', () => {
 
   it('keeps a bounded number of unfinished listings; a dropped one is listed again, unchanged', async () => {
     // 300 directories, each read only partly (a reader that stopped early, like `ls | head`).
-    const dirs = Array.from({ length: 300 }, (_, i) => [`d${String(i).padStart(3, '0')}`, mem({ children: [['a', mem({ data: Buffer.from('x') })], ['b', mem({ data: Buffer.from('y') })]] })] as [string, VfsNode]);
+    const dirs = Array.from({ length: 300 }, (_, i) => [`d${String(i).padStart(3, '0')}`, mem({ children: [['a', mem({ data: Buffer.from('x') })], ['b', mem({ data: Buffer.from('y') })]] })] as [string, MemNode]);
     const core = new VfsCore(mem({ children: dirs }));
     const ids: number[] = [];
     for (const [name] of dirs) {

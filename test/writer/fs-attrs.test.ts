@@ -92,7 +92,7 @@ describe('filesystem attributes', () => {
         const norm = (m: Map<string, { xattrs: { name: Uint8Array; value: Uint8Array }[]; acl: unknown }> | undefined) =>
           [...(m ?? new Map()).entries()]
             .filter(([, v]) => v.xattrs.length > 0 || v.acl !== undefined)
-            .map(([k, v]) => [k, v.xattrs.map((x) => Buffer.from(x.name).toString() + '=' + Buffer.from(x.value).toString('hex')).sort(), v.acl])
+            .map(([k, v]) => [k, v.xattrs.map((x: { name: Uint8Array; value: Uint8Array }) => Buffer.from(x.name).toString() + '=' + Buffer.from(x.value).toString('hex')).sort(), v.acl])
             .sort();
         const py = readTreeAttrs(tmp, undefined, 'python');
         const gf = readTreeAttrs(tmp, undefined, 'getfattr');
