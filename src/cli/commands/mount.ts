@@ -46,6 +46,7 @@ import type { PxarTreeOptions } from '../../vfs/pxar-tree.js';
 import { action, globalOptions, requireRepository } from '../context.js';
 import { ALLOW_DAMAGED_HELP, ALLOW_DAMAGED_WARNING, damageReportLines } from '../damage-output.js';
 import { DamageReport, formatDamageEntry } from '../../index/damage-report.js';
+import { defaultCacheBytes } from '../../util/memory-share.js';
 import { decodeThreadsSetting } from '../decode-threads.js';
 import { KeySource } from '../snapshot-args.js';
 
@@ -100,7 +101,7 @@ export interface MountPlan {
 }
 
 interface MountCliOptions {
-  cacheSize: string;
+  cacheSize?: string;
   pageCacheMax: string;
   readahead: string;
   allowOther?: boolean;
@@ -321,6 +322,7 @@ export async function runMount(plan: MountPlan, onReady: () => void): Promise<{ 
     readahead: readaheadWithin(plan.readahead, built.budget.chunks),
     dropBehindFileBytes: built.budget.chunks,
     stats: () => ({
+      cacheBytes: plan.cacheBytes,
       ...built.readers.stats(),
       ...(mounted !== undefined ? { smallReadCache: mounted.pageCacheStats() } : {}),
       ...(damage !== undefined ? { damagedChunks: damage.count, damagedBytes: damage.bytes } : {}),
@@ -406,7 +408,11 @@ async function daemonChild(): Promise<void> {
     }
   };
   try {
-    await runMount(plan, () => report({ ok: true }));
+    await runMount(plan, () => {
+      // The mount log (--log-file) says what the machine-sized default chose.
+      process.stderr.write(`pbsfs: mounted at ${plan.mountpoint} (caches ${formatBytes(plan.cacheBytes)})\n`);
+      report({ ok: true });
+    });
   } catch (e) {
     const message = isPbsfsError(e) ? e.message : `internal error: ${e instanceof Error ? e.message : String(e)}`;
     report({ ok: false, message, exitCode: isPbsfsError(e) ? e.exitCode : 1 });
@@ -482,7 +488,7 @@ export function register(program: Command): void {
     .command('mount')
     .description('mount a datastore, a snapshot or one archive read-only (FUSE; needs root)')
     .argument('[args...]', '[SNAPSHOT [ARCHIVE]] MOUNTPOINT')
-    .option('--cache-size <size>', 'memory for caches: decoded chunks, harvested metadata, small reads (bytes; suffixes K, M, G)', '128M')
+    .option('--cache-size <size>', 'memory for caches: decoded chunks, harvested metadata, small reads (bytes; suffixes K, M, G; default: an eighth of the available memory, 128M to 1G)')
     .option('--page-cache-max <size>', 'regular files larger than this bypass the kernel page cache and are read directly (faster streaming; small reads are cached by pbsfs)', '32M')
     .option('--readahead <n>', 'chunks prefetched ahead of a sequential reader (0: off; at most half of what the chunk cache holds)', '4')
     .option('--allow-other', 'let other users access the mount (archived permissions still apply)')
@@ -510,7 +516,7 @@ export function register(program: Command): void {
         if (!Number.isInteger(readahead) || readahead < 0 || readahead > 64) {
           throw new UsageError(`--readahead must be a whole number from 0 to 64, got ${JSON.stringify(opts.readahead)}`);
         }
-        const cacheBytes = parseSize(opts.cacheSize);
+        const cacheBytes = opts.cacheSize !== undefined ? parseSize(opts.cacheSize) : defaultCacheBytes();
         const pageCacheMaxFileBytes = parseSize(opts.pageCacheMax);
         const plan: MountPlan = {
           repository: resolve(requireRepository(g)),
@@ -538,7 +544,9 @@ export function register(program: Command): void {
         if (plan.masterKeyfile !== undefined) plan.masterPassphrase = await getPassphrase({ prompt: 'Master Key Password: ' });
         if (opts.foreground) {
           const r = await runMount(plan, () =>
-            process.stderr.write(`pbsfs: mounted at ${plan.mountpoint} (Ctrl-C or pbsfs umount to unmount)\n`),
+            process.stderr.write(
+              `pbsfs: mounted at ${plan.mountpoint} (caches ${formatBytes(plan.cacheBytes)}; Ctrl-C or pbsfs umount to unmount)\n`,
+            ),
           );
           // As restore and cat: status 1 when data was zero-filled.
           if (r.damagedChunks > 0) process.exitCode = 1;
