@@ -17,6 +17,7 @@
 import { NotFoundError, PbsfsError } from '../errors.js';
 import { OnceLog } from '../util/once-log.js';
 import { VfsCore, VfsError, errnoOf, type DirListEntry } from '../vfs/core.js';
+import { decodeRequest, expectsNoReply, MalformedRequest, type DecodedRequest, type InitRequest, type ReadRequest } from './requests.js';
 import type { VfsStat } from '../vfs/types.js';
 import {
   direntSize,
@@ -80,11 +81,6 @@ function toKernel(st: VfsStat): KernelAttr {
   return st;
 }
 
-function cstring(body: Buffer, from = 0): Buffer {
-  const nul = body.indexOf(0, from);
-  return body.subarray(from, nul < 0 ? body.length : nul);
-}
-
 const O_ACCMODE = 3;
 const O_TRUNC = 0o1000;
 
@@ -145,11 +141,21 @@ export class FuseAdapter {
   private async handle(h: InHeader, body: Buffer): Promise<FuseReply> {
     const core = this.core;
     if (WRITE_OPS.has(h.opcode)) return -Errno.EROFS;
-    switch (h.opcode) {
+    let req: DecodedRequest | undefined;
+    try {
+      req = decodeRequest(h.opcode, body);
+    } catch (e) {
+      if (!(e instanceof MalformedRequest)) throw e;
+      this.messages.log(`pbsfs: malformed request ${h.opcode} from the kernel: ${e.message}`);
+      return expectsNoReply(h.opcode) ? null : -Errno.EINVAL;
+    }
+    // ACCESS (default_permissions does the checks), locks, ioctl, poll, lseek, bmap...
+    if (req === undefined) return -Errno.ENOSYS;
+    switch (req.op) {
       case Op.INIT:
-        return this.init(body);
+        return this.init(req.body);
       case Op.LOOKUP: {
-        const r = await core.lookup(h.nodeid, cstring(body));
+        const r = await core.lookup(h.nodeid, req.body.name);
         const out = Buffer.alloc(ENTRY_OUT_SIZE);
         if (r === undefined) {
           // A negative entry the kernel may cache: the name will not appear later.
@@ -160,22 +166,17 @@ export class FuseAdapter {
         return out;
       }
       case Op.FORGET:
-        core.forget(h.nodeid, Number(body.readBigUInt64LE(0)));
+        core.forget(h.nodeid, req.body.nlookup);
         return null;
-      case Op.BATCH_FORGET: {
-        const count = body.readUInt32LE(0);
-        for (let i = 0; i < count && 8 + i * 16 + 16 <= body.length; i++) {
-          const off = 8 + i * 16;
-          core.forget(Number(body.readBigUInt64LE(off)), Number(body.readBigUInt64LE(off + 8)));
-        }
+      case Op.BATCH_FORGET:
+        for (const f of req.body.items) core.forget(f.nodeid, f.nlookup);
         return null;
-      }
       case Op.GETATTR:
         return encodeAttrOut(CACHE_TTL_SECONDS, toKernel(await core.getattr(h.nodeid)));
       case Op.READLINK:
         return core.readlink(h.nodeid);
       case Op.OPEN: {
-        const flags = body.readUInt32LE(0);
+        const flags = req.body.flags;
         if ((flags & O_ACCMODE) !== 0 || (flags & O_TRUNC) !== 0) return -Errno.EROFS;
         const fh = await core.open(h.nodeid);
         const st = await core.getattr(h.nodeid);
@@ -186,17 +187,14 @@ export class FuseAdapter {
         return encodeOpenOut(fh, FOPEN_KEEP_CACHE);
       }
       case Op.READ: {
-        const fh = Number(body.readBigUInt64LE(0));
-        const offset = Number(body.readBigUInt64LE(8));
-        const size = body.readUInt32LE(16);
+        const { fh, offset, size } = req.body;
         const direct = size <= SMALL_READ_MAX ? this.directFiles.get(fh) : undefined;
         if (direct !== undefined) return this.pageCache.read(direct.nodeid, direct.size, offset, size, (o, l) => core.read(fh, o, l));
         return core.readHeld(fh, offset, size);
       }
       case Op.RELEASE: {
-        const fh = Number(body.readBigUInt64LE(0));
-        this.directFiles.delete(fh);
-        await core.release(fh);
+        this.directFiles.delete(req.body.fh);
+        await core.release(req.body.fh);
         return Buffer.alloc(0);
       }
       case Op.OPENDIR: {
@@ -209,20 +207,20 @@ export class FuseAdapter {
       }
       case Op.READDIR:
       case Op.READDIRPLUS:
-        return this.readdir(h.nodeid, body, h.opcode === Op.READDIRPLUS);
+        return this.readdir(h.nodeid, req.body, req.op === Op.READDIRPLUS);
       case Op.RELEASEDIR:
-        core.releasedir(Number(body.readBigUInt64LE(0)));
+        core.releasedir(req.body.fh);
         return Buffer.alloc(0);
       case Op.GETXATTR: {
-        const size = body.readUInt32LE(0);
-        const value = await core.getxattr(h.nodeid, cstring(body, 8));
+        const { size, name } = req.body;
+        const value = await core.getxattr(h.nodeid, name);
         if (value === undefined) return -Errno.ENODATA;
         if (size === 0) return encodeXattrSize(value.length);
         if (value.length > size) return -Errno.ERANGE;
         return value;
       }
       case Op.LISTXATTR: {
-        const size = body.readUInt32LE(0);
+        const size = req.body.size;
         const names = await core.listxattr(h.nodeid);
         const list = Buffer.concat(names.flatMap((n) => [n, Buffer.from([0])]));
         if (size === 0) return encodeXattrSize(list.length);
@@ -241,18 +239,11 @@ export class FuseAdapter {
       case Op.DESTROY:
         this.opts.onDestroy?.();
         return Buffer.alloc(0);
-      default:
-        // ACCESS (default_permissions does the checks), locks, ioctl, poll, lseek, bmap...
-        return -Errno.ENOSYS;
     }
   }
 
-  private init(body: Buffer): Buffer | number {
-    const major = body.readUInt32LE(0);
-    const minor = body.readUInt32LE(4);
-    const maxReadahead = body.readUInt32LE(8);
-    const kernelFlags = body.readUInt32LE(12);
-    const kernelFlags2 = (kernelFlags & InitFlag.INIT_EXT) !== 0 && body.length >= 20 ? body.readUInt32LE(16) : 0;
+  private init(req: InitRequest): Buffer | number {
+    const { major, minor, maxReadahead, flags: kernelFlags, flags2: kernelFlags2 } = req;
     if (major !== FUSE_KERNEL_VERSION) return -Errno.EPROTO;
     this.minor = Math.min(minor, FUSE_KERNEL_MINOR);
     const wanted =
@@ -278,10 +269,8 @@ export class FuseAdapter {
     return out;
   }
 
-  private async readdir(nodeid: number, body: Buffer, plus: boolean): Promise<Buffer> {
-    const dh = Number(body.readBigUInt64LE(0));
-    const offset = Number(body.readBigUInt64LE(8));
-    const size = body.readUInt32LE(16);
+  private async readdir(nodeid: number, req: ReadRequest, plus: boolean): Promise<Buffer> {
+    const { fh: dh, offset, size } = req;
     const withAttrs = plus && this.plusAllowed;
     let used = 0;
     const fits = (name: Buffer): boolean => {

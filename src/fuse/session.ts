@@ -9,7 +9,8 @@
  */
 import { read, writeSync, writevSync } from 'node:fs';
 import type { HeldBytes } from '../io/read-at.js';
-import { decodeInHeader, encodeOutHeader, IN_HEADER_SIZE, OUT_HEADER_SIZE, type InHeader } from './protocol.js';
+import { expectsNoReply } from './requests.js';
+import { decodeInHeader, encodeOutHeader, Errno, IN_HEADER_SIZE, OUT_HEADER_SIZE, type InHeader } from './protocol.js';
 
 /**
  * A dispatcher's answer: payload bytes (success), payload bytes lent until the reply is written
@@ -71,7 +72,12 @@ export class FuseSession {
   private handle(msg: Buffer): void {
     const h = decodeInHeader(msg);
     if (DEBUG) process.stderr.write(`fuse: op ${h.opcode} node ${h.nodeid} pid ${h.pid}\n`);
-    const body = msg.subarray(IN_HEADER_SIZE, Math.min(h.len, msg.length));
+    if (h.len !== msg.length) {
+      // The header and the read disagree: nothing of the body can be trusted.
+      if (!expectsNoReply(h.opcode)) this.reply(h.unique, -Errno.EINVAL);
+      return;
+    }
+    const body = msg.subarray(IN_HEADER_SIZE);
     let r: Promise<FuseReply> | FuseReply;
     try {
       r = this.dispatch(h, body);
