@@ -6,7 +6,7 @@
 import type { BlobCryptMode } from '../blob/data-blob.js';
 import { stableCopy, type ChunkHold, type ChunkReader } from '../chunks/chunk-reader.js';
 import { FormatError, IoError, LimitError, PbsfsError, rewrapError } from '../errors.js';
-import { heldForever, type HeldBytes, type ReadAt } from '../io/read-at.js';
+import { heldForever, type ChunkedReadAt, type ChunkObserver, type HeldBytes, type ReadAt } from '../io/read-at.js';
 import type { ChunkIndex } from './chunk-index.js';
 import type { DamageReport } from './damage-report.js';
 
@@ -66,7 +66,7 @@ function isChunkDamage(e: unknown): e is PbsfsError {
 }
 
 /** Told of every verified chunk plaintext a reader obtains: chunk number, stream offset, bytes. */
-export type ChunkObserver = (index: number, start: number, data: Buffer) => void;
+export type { ChunkObserver } from '../io/read-at.js';
 
 function stableHold(data: Buffer): ChunkHold {
   return { data, stable: true, release: () => undefined };
@@ -77,7 +77,7 @@ function zeros(n: number): ChunkHold {
   return stableHold(Buffer.alloc(n));
 }
 
-export class IndexReadAt implements ReadAt {
+export class IndexReadAt implements ChunkedReadAt {
   readonly name: string;
   readonly size: number;
   /** Last chunk touched by readAt, to detect sequential access. */
@@ -141,6 +141,14 @@ export class IndexReadAt implements ReadAt {
    * the store or the cache; never zeros standing in for a damaged chunk). Observers run
    * synchronously, must not modify the bytes, and must copy what they keep.
    */
+  chunkAt(offset: number): number {
+    return this.index.chunkAt(offset);
+  }
+
+  chunkRange(i: number): { start: number; end: number } {
+    return this.index.chunkRange(i);
+  }
+
   observeChunks(observer: ChunkObserver): void {
     this.observers.push(observer);
   }

@@ -77,6 +77,33 @@ export interface ReadAt {
   itemStartHint?(offset: number): void;
 }
 
+/** Called with each verified chunk a chunked source obtains: its number, offset and plaintext. */
+export type ChunkObserver = (index: number, start: number, data: Buffer) => void;
+
+/**
+ * A stream stored as a sequence of chunks (the decoded stream behind a PBS index), seen from a
+ * parser that keeps parts of chunks as they pass (the pxar metadata harvest) without depending
+ * on the index layer.
+ */
+export interface ChunkedReadAt extends ReadAt {
+  /** The number of the chunk holding byte `offset`. */
+  chunkAt(offset: number): number;
+  /** Chunk i's byte range in the stream. */
+  chunkRange(i: number): { start: number; end: number };
+  /**
+   * Calls `observer` with every verified chunk this source obtains from now on (from its store or
+   * its cache; never zeros standing in for a damaged chunk). Observers run synchronously, must
+   * not modify the bytes, and must copy what they keep.
+   */
+  observeChunks(observer: ChunkObserver): void;
+  /** Chunk i's verified plaintext if it is in memory right now, else undefined (no fetch). */
+  peekChunk(i: number): Buffer | undefined;
+  readHeld(offset: number, length: number): Promise<HeldBytes>;
+  prefetch(offset: number, length: number): void;
+  forget(offset: number, length: number): void;
+  zeroFilled(offset: number, length: number): boolean;
+}
+
 /** Reads exactly `length` bytes or throws a FormatError naming the stream (truncated input). */
 export async function readExact(src: ReadAt, offset: number, length: number, what = 'data'): Promise<Buffer> {
   if (offset < 0 || length < 0 || offset + length > src.size) {

@@ -22,8 +22,7 @@
  * parsing decides only what to keep, never what a reader gets. The accessor parses and checks
  * harvested bytes exactly as it would have parsed them from the chunks.
  */
-import type { IndexReadAt } from '../index/index-read-at.js';
-import { heldForever, type HeldBytes, type ReadAt } from '../io/read-at.js';
+import { heldForever, type ChunkedReadAt, type HeldBytes, type ReadAt } from '../io/read-at.js';
 import { HEADER_SIZE, PXAR } from './format.js';
 
 /** Items larger than this are not kept (large xattrs, huge goodbye tables). */
@@ -75,7 +74,7 @@ class Walk {
  * a 100,000-entry tree made one view per item otherwise). */
 type Piece = { at: number; src: Buffer; from: number; to: number };
 
-/** A ReadAt over an IndexReadAt that serves harvested metadata from memory. */
+/** A ReadAt over a chunked stream (an index's) that serves harvested metadata from memory. */
 export class HarvestingReadAt implements ReadAt {
   readonly name: string;
   readonly size: number;
@@ -92,7 +91,7 @@ export class HarvestingReadAt implements ReadAt {
   restarts = 0;
 
   constructor(
-    private readonly inner: IndexReadAt,
+    private readonly inner: ChunkedReadAt,
     private readonly budget: HarvestBudget,
   ) {
     this.name = inner.name;
@@ -161,7 +160,7 @@ export class HarvestingReadAt implements ReadAt {
     const w = this.walks[k]!;
     const at = w.wanted();
     if (at >= offset) return;
-    const index = this.inner.index;
+    const index = this.inner;
     const mine = index.chunkAt(at);
     const theirs = index.chunkAt(offset);
     if (mine === theirs || this.inner.peekChunk(mine) !== undefined) return;
@@ -217,7 +216,7 @@ export class HarvestingReadAt implements ReadAt {
   private onChunk(start: number, data: Buffer): void {
     // Called for every chunk the index reader hands out (each read of file contents too).
     if (this.stopped || this.walks.length === 0) return;
-    const index = this.inner.index;
+    const index = this.inner;
     for (const w of [...this.walks]) {
       let from = start;
       let bytes = data;
