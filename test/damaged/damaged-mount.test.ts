@@ -30,6 +30,7 @@ import { Datastore } from '../../src/store/datastore.js';
 import { copyDatastore, type DatastoreCopy } from '../helpers/datastore-copy.js';
 import { MountTracker } from '../helpers/mount-cli.js';
 import { datastoreDir } from '../helpers/paths.js';
+import { containing, waitFor } from '../helpers/poll.js';
 import { errorLine, runCli } from './cli.js';
 import { FIXTURES, archive, chunkPath, chunks, damagedChunk, loadFingerprints, ns, nsArgs, plainKeyFile, ref, refText, snaps, victim, type Fixture } from './fixtures.js';
 import { splitSnapshotPath } from '../helpers/datastore-expected.js';
@@ -162,7 +163,7 @@ describe.each(FIXTURES.map((f) => [f.name, f] as const))('damaged datastore thro
       }
       // The archive directory (the manifest, key or index is what fails).
       expect(await errnoOf(readdir(join(snapDir, archiveDir)))).toBe(want);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await waitFor(containing(() => readFileSync(log, 'utf8'), f.message), `a log line matching ${f.message}`);
       const lines = readFileSync(log, 'utf8').split('\n').filter((l) => f.message.test(l));
       expect(lines.length, readFileSync(log, 'utf8')).toBeGreaterThanOrEqual(1);
       for (const n of f.names()) expect(lines[0], `log line does not name ${n}`).toContain(n);
@@ -230,8 +231,7 @@ describe('damaged directory metadata through the mount', () => {
         (e: NodeJS.ErrnoException) => e.code,
       );
       expect(code).toBe('EIO');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(readFileSync(log, 'utf8')).toContain(last.digest);
+      await waitFor(containing(() => readFileSync(log, 'utf8'), last.digest), 'the log line naming the chunk');
     } finally {
       tracker.cleanup();
       await copy.cleanup();

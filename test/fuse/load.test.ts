@@ -27,6 +27,7 @@ import { createKeyConfig, serializeKeyConfig } from '../../src/crypto/key-config
 import { runBackup } from '../../src/writer/backup.js';
 import { MountTracker, cliEnv } from '../helpers/mount-cli.js';
 import { openFds as allOpenFds } from '../helpers/proc-fds.js';
+import { waitFor } from '../helpers/poll.js';
 
 const run = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -394,8 +395,11 @@ describe('mount under load', () => {
           ),
         );
       }
-      await sleep(300);
-      const stats = await mountStats(mp);
+      // The kernel sends the dead readers' RELEASEs on its own time: wait for them to arrive.
+      const stats = await waitFor(async () => {
+        const s = await mountStats(mp);
+        return s.vfs.openFiles === 0 && s.heldChunks === 0 ? s : undefined;
+      }, 'the files of every interrupted reader to be released').catch(() => mountStats(mp));
       expect(stats.vfs.openFiles).toBe(0);
       // Interrupted requests gave back the chunks their replies held.
       expect(stats.heldChunks).toBe(0);

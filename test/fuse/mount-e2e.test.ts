@@ -14,6 +14,7 @@ import { dir } from 'tmp-promise';
 import { cliPath, datastoreDir, keysDir, vectorsDir } from '../helpers/paths.js';
 import { expectedSnapshots, type ExpectedSnapshot } from '../helpers/datastore-expected.js';
 import { MountTracker, cliEnv, runCli } from '../helpers/mount-cli.js';
+import { containing, waitFor } from '../helpers/poll.js';
 
 const run = promisify(execFile);
 const keyfile = join(keysDir, 'key-scrypt.json');
@@ -197,7 +198,7 @@ describe('corruption', () => {
       expect(code).toBe('EIO');
       expect((await readRange(img, good.start, 4096)).length).toBe(4096);
       expect((await fsp.readFile(join(mp, 'qemu-server.conf'), 'utf8')).length).toBeGreaterThan(0);
-      await new Promise((r) => setTimeout(r, 100));
+      await waitFor(containing(stderr, 'read error'), 'the read error on stderr');
       const lines = stderr()
         .split('\n')
         .filter((l) => l.includes('read error'));
@@ -230,7 +231,7 @@ describe('daemon log file', () => {
         (e: NodeJS.ErrnoException) => e.code,
       );
       expect(code).toBe('EIO');
-      await new Promise((r) => setTimeout(r, 200));
+      await waitFor(containing(() => readFileSync(log, 'utf8'), bad.digest), 'the log line naming the chunk');
       const text = readFileSync(log, 'utf8');
       expect(text).toContain('/drive-scsi0.img');
       expect(text).toContain(bad.digest);
