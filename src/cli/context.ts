@@ -9,7 +9,7 @@ import { isPbsfsError, UsageError } from '../errors.js';
 export type OutputFormat = 'text' | 'json' | 'json-pretty';
 
 export interface GlobalOptions {
-  /** Local datastore directory (from --repository or PBS_REPOSITORY). */
+  /** Repository string (from --repository or PBS_REPOSITORY). */
   repository: string | undefined;
   /** Namespace, `a/b` form; undefined = root namespace. */
   ns: string | undefined;
@@ -24,7 +24,7 @@ const FORMATS: readonly OutputFormat[] = ['text', 'json', 'json-pretty'];
 /** Declares the global options on the root program. */
 export function addGlobalOptions(program: Command): Command {
   return program
-    .option('--repository <path>', 'datastore directory (env PBS_REPOSITORY)')
+    .option('--repository <repo>', 'datastore directory or [[AUTHID@]HOST[:PORT]:]STORE (env PBS_REPOSITORY)')
     .option('--ns <namespace>', 'namespace, e.g. dev or dev/sub')
     .option('--keyfile <file>', 'encryption key file (passphrase from PBS_ENCRYPTION_PASSWORD[_FILE|_FD|_CMD] or a prompt)')
     .option('--master-keyfile <pem>', 'RSA master private key: recover the key from the snapshot (rsa-encrypted.key.blob)')
@@ -57,16 +57,10 @@ function normaliseNs(ns: string | undefined): string | undefined {
   return t === '' ? undefined : t;
 }
 
-/**
- * The datastore directory. Only local paths are supported: a `user@host:store` repository string
- * (a PBS server) is refused with a clear message.
- */
+/** The repository string (a datastore path, `[[AUTHID@]HOST[:PORT]:]STORE`, `s3://BUCKET/STORE`). */
 export function requireRepository(g: GlobalOptions): string {
   const r = g.repository;
-  if (r === undefined) throw new UsageError('no datastore given: use --repository PATH or set PBS_REPOSITORY');
-  if (!r.startsWith('/') && !r.startsWith('.') && /^[^/]*:/.test(r)) {
-    throw new UsageError(`repository ${JSON.stringify(r)} names a PBS server; pbsfs reads local datastore directories (give a path)`);
-  }
+  if (r === undefined) throw new UsageError('no repository given: use --repository PATH|[[AUTHID@]HOST[:PORT]:]STORE or set PBS_REPOSITORY');
   return r;
 }
 
