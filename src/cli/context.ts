@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { isPbsfsError, UsageError } from '../errors.js';
+import type { S3Options } from '../store/s3-config.js';
 
 export type OutputFormat = 'text' | 'json' | 'json-pretty';
 
@@ -17,6 +18,8 @@ export interface GlobalOptions {
   masterKeyfile: string | undefined;
   outputFormat: OutputFormat;
   debug: boolean;
+  /** --s3-endpoint, --s3-region, --s3-vhost-style (for `s3://` repositories). */
+  s3?: S3Options;
 }
 
 const FORMATS: readonly OutputFormat[] = ['text', 'json', 'json-pretty'];
@@ -24,12 +27,15 @@ const FORMATS: readonly OutputFormat[] = ['text', 'json', 'json-pretty'];
 /** Declares the global options on the root program. */
 export function addGlobalOptions(program: Command): Command {
   return program
-    .option('--repository <repo>', 'datastore directory or [[AUTHID@]HOST[:PORT]:]STORE (env PBS_REPOSITORY)')
+    .option('--repository <repo>', 'datastore directory, [[AUTHID@]HOST[:PORT]:]STORE or s3://BUCKET/STORE (env PBS_REPOSITORY)')
     .option('--ns <namespace>', 'namespace, e.g. dev or dev/sub')
     .option('--keyfile <file>', 'encryption key file (passphrase from PBS_ENCRYPTION_PASSWORD[_FILE|_FD|_CMD] or a prompt)')
     .option('--master-keyfile <pem>', 'RSA master private key: recover the key from the snapshot (rsa-encrypted.key.blob)')
     .option('--output-format <format>', 'text, json or json-pretty', 'text')
-    .option('--debug', 'show stack traces on errors', false);
+    .option('--debug', 'show stack traces on errors', false)
+    .option('--s3-endpoint <url>', 'S3 endpoint for s3:// repositories (env PBS_S3_ENDPOINT; default AWS for the region)')
+    .option('--s3-region <region>', 'S3 region (env AWS_REGION; default us-west-1)')
+    .option('--s3-vhost-style', 'address the bucket as {bucket}.host instead of host/{bucket}');
 }
 
 /** The global options as seen from any (sub)command. */
@@ -48,6 +54,7 @@ export function globalOptions(cmd: Command): GlobalOptions {
     masterKeyfile: o.masterKeyfile as string | undefined,
     outputFormat: fmt,
     debug: Boolean(o.debug),
+    s3: { endpoint: o.s3Endpoint as string | undefined, region: o.s3Region as string | undefined, vhostStyle: o.s3VhostStyle === true },
   };
 }
 

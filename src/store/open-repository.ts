@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { UnsupportedError, UsageError } from '../errors.js';
 import { LocalDatastore } from './local-datastore.js';
 import type { Repository } from './repository.js';
+import { S3Repository, type S3RepositoryOptions } from './s3-repository.js';
 
 export type RepositoryLocation =
   | { kind: 'local'; path: string }
@@ -22,6 +23,8 @@ export interface RepositoryOptions {
   fingerprint?: string;
   /** Environment to read secrets and defaults from (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** Endpoint, region, addressing and client tuning of an `s3://` repository. */
+  s3?: Omit<S3RepositoryOptions, 'env'>;
 }
 
 function isDirectory(p: string): boolean {
@@ -42,13 +45,13 @@ export function locateRepository(spec: string): RepositoryLocation {
 }
 
 /** Opens the backend a repository string names. */
-export async function openRepository(spec: string, _opts: RepositoryOptions = {}): Promise<Repository> {
+export async function openRepository(spec: string, opts: RepositoryOptions = {}): Promise<Repository> {
   const loc = locateRepository(spec);
   switch (loc.kind) {
     case 'local':
       return LocalDatastore.open(loc.path);
     case 's3':
-      throw new UnsupportedError(`repository ${JSON.stringify(spec)} is an S3 bucket; this build reads datastore directories`);
+      return S3Repository.open(loc.url, { ...opts.s3, ...(opts.env ? { env: opts.env } : {}) });
     case 'pbs':
       throw new UnsupportedError(`repository ${JSON.stringify(spec)} names a PBS server; this build reads datastore directories`);
   }

@@ -33,6 +33,8 @@ export interface S3ClientOptions {
   idleTimeoutMs?: number;
   /** Requests in flight at once; default 32. */
   maxInFlight?: number;
+  /** max-keys of every listing page (tests: force pagination; PBS never sends it). */
+  listMaxKeys?: number;
   /** The fetch to send with (tests and TLS pinning pass their own). */
   fetch?: typeof fetch;
   /** Told once about plain-text endpoints and other one-line warnings. */
@@ -100,6 +102,7 @@ export class S3Client {
   private readonly idleTimeoutMs: number;
   private readonly fetchFn: typeof fetch;
   private readonly gate: Gate;
+  private readonly listMaxKeys: number | undefined;
 
   constructor(
     readonly config: S3Config,
@@ -117,6 +120,7 @@ export class S3Client {
     this.timeoutMs = opts.timeoutMs ?? envNumber('PBSFS_S3_TIMEOUT_MS', 30 * 60 * 1000);
     this.idleTimeoutMs = opts.idleTimeoutMs ?? envNumber('PBSFS_S3_IDLE_TIMEOUT_MS', 30_000);
     this.fetchFn = opts.fetch ?? fetch;
+    this.listMaxKeys = opts.listMaxKeys;
     this.gate = new Gate(Math.max(1, opts.maxInFlight ?? 32));
     if (config.plainHttp) {
       (opts.warn ?? ((l) => process.stderr.write(`pbsfs: warning: ${l}\n`)))(
@@ -202,7 +206,8 @@ export class S3Client {
       const query: Record<string, string> = { 'list-type': '2', prefix };
       if (token !== undefined) query['continuation-token'] = token;
       else if (opts.startAfter !== undefined) query['start-after'] = opts.startAfter;
-      if (opts.maxKeys !== undefined) query['max-keys'] = String(opts.maxKeys);
+      const maxKeys = opts.maxKeys ?? this.listMaxKeys;
+      if (maxKeys !== undefined) query['max-keys'] = String(maxKeys);
       const what = `listing of ${this.where(prefix)}`;
       const result = await this.request('GET', '', query, {}, async (res, idle) => {
         const xml = (await this.readBody(res, prefix, MAX_LIST_PAGE_BYTES, idle)).toString('utf8');

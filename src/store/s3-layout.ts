@@ -65,6 +65,8 @@ export interface SkippedKey {
   reason: string;
   /** Namespace (joined) the key lies in, and the group (`type/id`) and snapshot time when known. */
   ns: string;
+  /** True when the key is bad at a namespace component (reported by listNamespaces). */
+  inNamespacePath?: boolean;
   group?: string;
   time?: number;
 }
@@ -96,7 +98,7 @@ export class ContentTree {
     while (parts[i] === 'ns' && i + 1 < parts.length) {
       const name = parts[i + 1]!;
       if (!isValidBackupId(name) || ns.length >= MAX_NAMESPACE_DEPTH) {
-        this.skip(rel, ns.length >= MAX_NAMESPACE_DEPTH ? 'namespace deeper than the limit' : 'not a valid namespace name', ns);
+        this.skip(rel, ns.length >= MAX_NAMESPACE_DEPTH ? 'namespace deeper than the limit' : 'not a valid namespace name', ns, undefined, undefined, true);
         return;
       }
       ns.push(name);
@@ -157,8 +159,15 @@ export class ContentTree {
     return s;
   }
 
-  private skip(rel: string, reason: string, ns: Namespace, group?: string, time?: number): void {
-    this.skipped.push({ rel, reason, ns: formatNamespace(ns), ...(group !== undefined ? { group } : {}), ...(time !== undefined ? { time } : {}) });
+  private skip(rel: string, reason: string, ns: Namespace, group?: string, time?: number, inNamespacePath = false): void {
+    this.skipped.push({
+      rel,
+      reason,
+      ns: formatNamespace(ns),
+      ...(group !== undefined ? { group } : {}),
+      ...(time !== undefined ? { time } : {}),
+      ...(inNamespacePath ? { inNamespacePath } : {}),
+    });
   }
 
   /** Sorts every snapshot's file list (call once after the last add). */

@@ -151,7 +151,7 @@ export class S3Repository implements Repository {
     const tree = await this.content();
     const base = formatNamespace(parent);
     const inside = (ns: string): boolean => (base === '' ? ns !== '' : ns.startsWith(`${base}/`));
-    for (const s of tree.skipped) if (s.group === undefined && (s.ns === base || inside(s.ns)) && /namespace/.test(s.reason)) onSkip?.(s.rel, s.reason);
+    for (const s of tree.skipped) if (s.inNamespacePath && (s.ns === base || inside(s.ns))) onSkip?.(s.rel, s.reason);
     return [...tree.namespaces.values()]
       .map((n) => n.ns)
       .filter((ns) => inside(formatNamespace(ns)))
@@ -161,7 +161,7 @@ export class S3Repository implements Repository {
   async listGroups(ns: Namespace = [], onSkip?: SkipReporter): Promise<GroupInfo[]> {
     const tree = await this.content();
     const key = formatNamespace(ns);
-    for (const s of tree.skipped) if (s.ns === key && s.group === undefined && !/namespace name|deeper/.test(s.reason)) onSkip?.(s.rel, s.reason);
+    for (const s of tree.skipped) if (s.ns === key && s.group === undefined && !s.inNamespacePath) onSkip?.(s.rel, s.reason);
     const n = tree.namespaces.get(key);
     if (!n) return [];
     return [...n.groups.values()].map((g): GroupInfo => ({ ns, type: g.type, id: g.id })).sort(compareGroups);
@@ -175,10 +175,8 @@ export class S3Repository implements Repository {
     for (const g of groups) {
       const gKey = `${g.type}/${g.id}`;
       const listed = tree.namespaces.get(nsKey)?.groups.get(gKey);
-      if (!listed) {
-        if (group) throw new NotFoundError(`no such backup group${ns.length ? ` in namespace ${nsKey}` : ''}`, { file: gKey });
-        continue;
-      }
+      // A named group that is not there lists as empty, as in a datastore directory.
+      if (!listed) continue;
       for (const s of tree.skipped) if (s.ns === nsKey && s.group === gKey) onSkip?.(s.rel, s.reason);
       const snaps = [...listed.snapshots.entries()].map(
         ([time, s]): SnapshotInfo => ({ type: g.type, id: g.id, time, ns, complete: s.files.includes(MANIFEST), files: [...s.files] }),

@@ -50,6 +50,7 @@ import { ALLOW_DAMAGED_HELP, ALLOW_DAMAGED_WARNING, damageReportLines } from '..
 import { DamageReport, formatDamageEntry } from '../../index/damage-report.js';
 import { decodeThreadsSetting } from '../decode-threads.js';
 import { KeySource } from '../snapshot-args.js';
+import type { S3Options } from '../../store/s3-config.js';
 
 /**
  * The mount process keeps one thread-pool thread blocked reading /dev/fuse and reads chunk files
@@ -101,6 +102,8 @@ export interface MountPlan {
   keyHex?: string;
   /** Passphrase of the --master-keyfile PEM. */
   masterPassphrase?: string;
+  /** Endpoint, region and addressing of an s3:// repository. */
+  s3?: S3Options;
 }
 
 interface MountCliOptions {
@@ -265,7 +268,7 @@ interface BuiltRoot {
 async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
   // Each zero-filled range is logged as it happens (stderr: the terminal, or the daemon's log).
   const damage = plan.allowDamaged ? new DamageReport((e) => process.stderr.write(`pbsfs: damaged: ${formatDamageEntry(e)}\n`)) : undefined;
-  const ds = await openRepository(plan.repository);
+  const ds = await openRepository(plan.repository, plan.s3 ? { s3: plan.s3 } : {});
   const ns: Namespace = parseNamespace(plan.ns ?? '');
   const budget = cacheBudget(plan.cacheBytes);
   const readers = new Readers(budget.chunks, plan.decodeThreads);
@@ -555,6 +558,7 @@ export function register(program: Command): void {
           // One core answers the kernel; the others decode (none on a single core).
           decodeThreads: decodeThreadsSetting((cores) => (cores >= 2 ? Math.min(4, Math.max(2, cores - 1)) : 0), true),
           ...(opts.allowDamaged ? { allowDamaged: true } : {}),
+          ...(g.s3 ? { s3: g.s3 } : {}),
         };
         // The key is unlocked here, on the user's terminal; the child gets the result.
         if (plan.keyfile !== undefined) plan.keyHex = (await loadKeyFile(plan.keyfile)).crypt.encKey.toString('hex');
