@@ -22,7 +22,7 @@ import { PxarAccessor } from '../src/pxar/accessor.js';
 import { ContentReader } from '../src/pxar/content.js';
 import { Snapshot } from '../src/snapshot/snapshot.js';
 import { parseSnapshotRef } from '../src/store/backup-ref.js';
-import { Datastore } from '../src/store/datastore.js';
+import { LocalDatastore } from '../src/store/local-datastore.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** dist/bench/run.js -> project root. */
@@ -276,7 +276,7 @@ function readFiles(paths: string[]): Latency {
 /** Opens the dataset's archive in-process with a fresh (cold) chunk cache. */
 async function openArchive(ds: Dataset, cacheBytes: number) {
   const { crypt } = await loadKeyFile(ds.keyfile);
-  const store = await Datastore.open(ds.store);
+  const store = await LocalDatastore.open(ds.store);
   const chunkReader = new ChunkReader(store.chunkStore, { crypt, cacheBytes });
   const snap = await Snapshot.open(store, [], parseSnapshotRef(ds.snapshot), { crypt, chunkReader });
   const layout = snap.pxarLayout(ds.archive);

@@ -19,7 +19,7 @@ import {
   type Manifest,
 } from '../manifest/manifest.js';
 import { formatNamespace, formatSnapshotRef, snapshotRelPath, type Namespace } from '../store/backup-ref.js';
-import type { Datastore, SnapshotInfo } from '../store/datastore.js';
+import { readSnapshotFileOnce, type Repository, type SnapshotInfo } from '../store/repository.js';
 
 /** Manifest reads in flight at once. */
 const MANIFEST_CONCURRENCY = 16;
@@ -165,7 +165,7 @@ function signatureState(m: Manifest, fp: Buffer | undefined, crypt: CryptConfig 
   return expected.length === actual.length && timingSafeEqual(expected, actual) ? 'verified' : 'mismatch';
 }
 
-async function auditSnapshot(ds: Datastore, s: SnapshotInfo, crypt: CryptConfig | undefined): Promise<AuditSnapshot> {
+async function auditSnapshot(ds: Repository, s: SnapshotInfo, crypt: CryptConfig | undefined): Promise<AuditSnapshot> {
   const rec: AuditSnapshot = {
     ns: formatNamespace(s.ns),
     'backup-type': s.type,
@@ -189,7 +189,7 @@ async function auditSnapshot(ds: Datastore, s: SnapshotInfo, crypt: CryptConfig 
   let m: Manifest;
   let fp: Buffer | undefined;
   try {
-    m = decodeManifestBlob(await ds.readSnapshotFile(s.ns, s, MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES), name);
+    m = decodeManifestBlob(await readSnapshotFileOnce(ds, s.ns, s, MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES), name);
     fp = manifestKeyFingerprint(m, name);
   } catch (e) {
     if (!isPbsfsError(e)) throw e;
@@ -229,7 +229,7 @@ function groupLabel(ns: string, type: string, id: string): string {
 }
 
 /** Audits every snapshot in scope. Throws only when the datastore itself cannot be listed. */
-export async function auditDatastore(ds: Datastore, opts: AuditOptions = {}): Promise<AuditReport> {
+export async function auditDatastore(ds: Repository, opts: AuditOptions = {}): Promise<AuditReport> {
   const scope = opts.ns ?? [];
   const crypt = opts.crypt;
   const skipped: { path: string; reason: string }[] = [];
@@ -325,7 +325,7 @@ export async function auditDatastore(ds: Datastore, opts: AuditOptions = {}): Pr
   for (const f of findings) byFlag[f.flag] = (byFlag[f.flag] ?? 0) + 1;
 
   return {
-    datastore: ds.root,
+    datastore: ds.name,
     namespace: opts.ns !== undefined && opts.ns.length > 0 ? formatNamespace(opts.ns) : null,
     'given-key-fingerprint': crypt !== undefined ? formatFingerprint(crypt.fingerprint) : null,
     summary: {

@@ -5,11 +5,12 @@
  */
 import type { Command } from 'commander';
 import { isPbsfsError, UsageError } from '../errors.js';
+import type { S3Options } from '../store/s3-config.js';
 
 export type OutputFormat = 'text' | 'json' | 'json-pretty';
 
 export interface GlobalOptions {
-  /** Local datastore directory (from --repository or PBS_REPOSITORY). */
+  /** Repository string (from --repository or PBS_REPOSITORY). */
   repository: string | undefined;
   /** Namespace, `a/b` form; undefined = root namespace. */
   ns: string | undefined;
@@ -17,6 +18,8 @@ export interface GlobalOptions {
   masterKeyfile: string | undefined;
   outputFormat: OutputFormat;
   debug: boolean;
+  /** --s3-endpoint, --s3-region, --s3-vhost-style (for `s3://` repositories). */
+  s3?: S3Options;
 }
 
 const FORMATS: readonly OutputFormat[] = ['text', 'json', 'json-pretty'];
@@ -24,12 +27,15 @@ const FORMATS: readonly OutputFormat[] = ['text', 'json', 'json-pretty'];
 /** Declares the global options on the root program. */
 export function addGlobalOptions(program: Command): Command {
   return program
-    .option('--repository <path>', 'datastore directory (env PBS_REPOSITORY)')
+    .option('--repository <repo>', 'datastore directory, [[AUTHID@]HOST[:PORT]:]STORE or s3://BUCKET/STORE (env PBS_REPOSITORY)')
     .option('--ns <namespace>', 'namespace, e.g. dev or dev/sub')
     .option('--keyfile <file>', 'encryption key file (passphrase from PBS_ENCRYPTION_PASSWORD[_FILE|_FD|_CMD] or a prompt)')
     .option('--master-keyfile <pem>', 'RSA master private key: recover the key from the snapshot (rsa-encrypted.key.blob)')
     .option('--output-format <format>', 'text, json or json-pretty', 'text')
-    .option('--debug', 'show stack traces on errors', false);
+    .option('--debug', 'show stack traces on errors', false)
+    .option('--s3-endpoint <url>', 'S3 endpoint for s3:// repositories (env PBS_S3_ENDPOINT; default AWS for the region)')
+    .option('--s3-region <region>', 'S3 region (env AWS_REGION; default us-west-1)')
+    .option('--s3-vhost-style', 'address the bucket as {bucket}.host instead of host/{bucket}');
 }
 
 /** The global options as seen from any (sub)command. */
@@ -48,6 +54,7 @@ export function globalOptions(cmd: Command): GlobalOptions {
     masterKeyfile: o.masterKeyfile as string | undefined,
     outputFormat: fmt,
     debug: Boolean(o.debug),
+    s3: { endpoint: o.s3Endpoint as string | undefined, region: o.s3Region as string | undefined, vhostStyle: o.s3VhostStyle === true },
   };
 }
 
@@ -57,16 +64,10 @@ function normaliseNs(ns: string | undefined): string | undefined {
   return t === '' ? undefined : t;
 }
 
-/**
- * The datastore directory. Only local paths are supported: a `user@host:store` repository string
- * (a PBS server) is refused with a clear message.
- */
+/** The repository string (a datastore path, `[[AUTHID@]HOST[:PORT]:]STORE`, `s3://BUCKET/STORE`). */
 export function requireRepository(g: GlobalOptions): string {
   const r = g.repository;
-  if (r === undefined) throw new UsageError('no datastore given: use --repository PATH or set PBS_REPOSITORY');
-  if (!r.startsWith('/') && !r.startsWith('.') && /^[^/]*:/.test(r)) {
-    throw new UsageError(`repository ${JSON.stringify(r)} names a PBS server; pbsfs reads local datastore directories (give a path)`);
-  }
+  if (r === undefined) throw new UsageError('no repository given: use --repository PATH|[[AUTHID@]HOST[:PORT]:]STORE or set PBS_REPOSITORY');
   return r;
 }
 

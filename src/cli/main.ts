@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { addGlobalOptions, reportError } from './context.js';
 import { registerCommands } from './commands/index.js';
 import { UsageError } from '../errors.js';
+import { closeRepositories } from './open-repositories.js';
 
 /** The program with its global options and (of the commands) those that `args` may run. */
 export async function buildProgram(args?: readonly string[]): Promise<Command> {
@@ -31,6 +32,8 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     process.exitCode = reportError(e instanceof Error ? e : new UsageError(String(e)));
+  } finally {
+    await closeRepositories();
   }
 }
 

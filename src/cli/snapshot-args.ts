@@ -4,6 +4,7 @@
  * snapshot opening.
  */
 import { ChunkReader, type ChunkDecoder } from '../chunks/chunk-reader.js';
+import type { ChunkStore } from '../store/chunk-store.js';
 import type { CryptConfig } from '../crypto/crypt-config.js';
 import { loadKeyFile } from '../crypto/key-config.js';
 import { recoverKeyWithMasterKeyFile } from '../crypto/master-key.js';
@@ -13,13 +14,15 @@ import type { DamageReport } from '../index/damage-report.js';
 import { findManifestFile } from '../manifest/manifest.js';
 import { Snapshot } from '../snapshot/snapshot.js';
 import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../store/backup-ref.js';
-import { Datastore } from '../store/datastore.js';
-import { requireRepository, type GlobalOptions } from './context.js';
+import type { Repository } from '../store/repository.js';
+import type { GlobalOptions } from './context.js';
+import { openRepositoryArg } from './open-repositories.js';
 
 export const RSA_KEY_BLOB = 'rsa-encrypted.key.blob';
 
-export async function openDatastore(g: GlobalOptions): Promise<Datastore> {
-  return Datastore.open(requireRepository(g));
+/** The repository of --repository (a datastore directory, a PBS server or a bucket). */
+export async function openDatastore(g: GlobalOptions): Promise<Repository> {
+  return openRepositoryArg(g);
 }
 
 export function namespaceOf(g: GlobalOptions): Namespace {
@@ -58,7 +61,7 @@ export class KeySource {
    * snapshot without an RSA key copy is an error if it has encrypted files, unless `lenient`
    * (verify then checks what it can without a key).
    */
-  async forSnapshot(ds: Datastore, ns: Namespace, ref: SnapshotRef, lenient = false): Promise<CryptConfig | undefined> {
+  async forSnapshot(ds: Repository, ns: Namespace, ref: SnapshotRef, lenient = false): Promise<CryptConfig | undefined> {
     if (this.g.keyfile !== undefined) {
       this.fileKey ??= loadKeyFile(this.g.keyfile).then((k) => k.crypt);
       return this.fileKey;
@@ -67,6 +70,14 @@ export class KeySource {
     if (pem === undefined) return undefined;
     // The manifest (read without a key) says whether there is an RSA copy of the key.
     const plain = await Snapshot.open(ds, ns, ref, { cacheBytes: 0 });
+    try {
+      return await this.recover(plain, pem, lenient);
+    } finally {
+      await plain.close();
+    }
+  }
+
+  private async recover(plain: Snapshot, pem: string, lenient: boolean): Promise<CryptConfig | undefined> {
     const entry = findManifestFile(plain.manifest, RSA_KEY_BLOB);
     if (entry === undefined) {
       if (!lenient && plain.manifest.files.some((f) => f.cryptMode === 'encrypt')) {
@@ -88,7 +99,7 @@ export class KeySource {
 }
 
 export interface OpenedSnapshotArgs {
-  ds: Datastore;
+  ds: Repository;
   ns: Namespace;
   ref: SnapshotRef;
   crypt: CryptConfig | undefined;
@@ -108,7 +119,8 @@ export async function openSnapshotArg(
   const { decoder, ...rest } = opts;
   // A custom decoder (e.g. a worker pool) needs a reader of its own.
   const chunkReader = decoder
-    ? new ChunkReader(ds.chunkStore, { ...(crypt ? { crypt } : {}), decoder, ...(rest.cacheBytes !== undefined ? { cacheBytes: rest.cacheBytes } : {}) })
+    ? (store: ChunkStore): ChunkReader =>
+        new ChunkReader(store, { ...(crypt ? { crypt } : {}), decoder, ...(rest.cacheBytes !== undefined ? { cacheBytes: rest.cacheBytes } : {}) })
     : undefined;
   const snapshot = await Snapshot.open(ds, ns, ref, { ...(crypt ? { crypt } : {}), ...rest, ...(chunkReader ? { chunkReader } : {}) });
   return { ds, ns, ref, crypt, snapshot };

@@ -23,7 +23,8 @@ import {
   type ManifestKeyCheck,
 } from '../manifest/manifest.js';
 import { formatSnapshotRef, snapshotRelPath, type Namespace, type SnapshotRef } from '../store/backup-ref.js';
-import type { Datastore } from '../store/datastore.js';
+import type { ChunkStore } from '../store/chunk-store.js';
+import type { Repository, SnapshotSource } from '../store/repository.js';
 
 /** Index files are 32-40 bytes per chunk; 1 GiB covers a multi-terabyte archive at 64 KiB chunks. */
 export const MAX_INDEX_BYTES = 1024 * 1024 * 1024;
@@ -32,8 +33,11 @@ export interface OpenSnapshotOptions {
   crypt?: CryptConfig;
   /** Chunk cache bound in bytes (default 128 MiB); used when the shared reader is created. */
   cacheBytes?: number;
-  /** Use this reader instead of the datastore's shared one. */
-  chunkReader?: ChunkReader;
+  /**
+   * Use this reader instead of the shared one; called with the opened snapshot's chunk store
+   * (a reader must read from the store of its own snapshot).
+   */
+  chunkReader?: ChunkReader | ((store: ChunkStore) => ChunkReader);
   /**
    * `--allow-damaged`: unreadable chunks of every index opened from this snapshot read as zeros
    * and are recorded here (see IndexReadAt). Blobs and indexes themselves are never zero-filled.
@@ -52,25 +56,51 @@ export type PxarLayout =
   | { kind: 'single'; archive: string }
   | { kind: 'split'; meta: string; payload: string };
 
-const readers = new WeakMap<Datastore, Map<string, ChunkReader>>();
+const readers = new WeakMap<ChunkStore, Map<string, ChunkReader>>();
 
 /**
- * One ChunkReader (and so one cache) per datastore and key: snapshots of the same datastore
- * share chunks (deduplication), so they share the cache too.
+ * One ChunkReader (and so one cache) per chunk store and key: snapshots of a local datastore
+ * share its chunk store and chunks (deduplication), so they share the cache too.
  */
-export function sharedChunkReader(ds: Datastore, crypt: CryptConfig | undefined, cacheBytes = DEFAULT_CACHE_BYTES): ChunkReader {
-  let byKey = readers.get(ds);
+export function sharedChunkReader(store: ChunkStore, crypt: CryptConfig | undefined, cacheBytes = DEFAULT_CACHE_BYTES): ChunkReader {
+  let byKey = readers.get(store);
   if (!byKey) {
     byKey = new Map();
-    readers.set(ds, byKey);
+    readers.set(store, byKey);
   }
   const k = crypt ? crypt.fingerprint.toString('hex') : 'none';
   let r = byKey.get(k);
   if (!r) {
-    r = new ChunkReader(ds.chunkStore, { ...(crypt ? { crypt } : {}), cacheBytes });
+    r = new ChunkReader(store, { ...(crypt ? { crypt } : {}), cacheBytes });
     byKey.set(k, r);
   }
   return r;
+}
+
+/**
+ * The manifest of an opened snapshot, checked to belong to it. A missing manifest means the
+ * backup is still running or was aborted.
+ */
+export async function readManifest(source: SnapshotSource, ref: SnapshotRef): Promise<Manifest> {
+  const manifestName = `${source.path}/${MANIFEST_BLOB_NAME}`;
+  let raw: Buffer;
+  try {
+    raw = await source.readFile(MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES);
+  } catch (e) {
+    if (e instanceof NotFoundError) {
+      throw new NotFoundError('snapshot is incomplete (no index.json.blob: backup still running or aborted)', {
+        file: source.path,
+        cause: e,
+      });
+    }
+    throw e;
+  }
+  const manifest = decodeManifestBlob(raw, manifestName);
+  if (manifest.backupType !== ref.type || manifest.backupId !== ref.id || manifest.backupTime !== ref.time) {
+    const says = formatSnapshotRef({ type: manifest.backupType, id: manifest.backupId, time: manifest.backupTime });
+    throw new IntegrityError(`manifest belongs to snapshot ${says}, not to ${formatSnapshotRef(ref)}`, { file: manifestName });
+  }
+  return manifest;
 }
 
 /** Server file names an archive name may stand for, most specific first. */
@@ -84,7 +114,9 @@ export class Snapshot {
   readonly path: string;
 
   private constructor(
-    readonly datastore: Datastore,
+    readonly repository: Repository,
+    /** Where this snapshot's files and chunks are read from (a reader session on a server). */
+    readonly source: SnapshotSource,
     readonly ns: Namespace,
     readonly ref: SnapshotRef,
     readonly manifest: Manifest,
@@ -97,33 +129,29 @@ export class Snapshot {
   }
 
   /** Reads and checks the manifest; fails fast on a wrong key, before any chunk is read. */
-  static async open(ds: Datastore, ns: Namespace, ref: SnapshotRef, opts: OpenSnapshotOptions = {}): Promise<Snapshot> {
-    const rel = snapshotRelPath(ns, ref);
-    const manifestName = `${rel}/${MANIFEST_BLOB_NAME}`;
-    let raw: Buffer;
+  static async open(repo: Repository, ns: Namespace, ref: SnapshotRef, opts: OpenSnapshotOptions = {}): Promise<Snapshot> {
+    const source = await repo.openSnapshot(ns, ref);
     try {
-      raw = await ds.readSnapshotFile(ns, ref, MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES);
+      const manifest = await readManifest(source, ref);
+      const manifestName = `${source.path}/${MANIFEST_BLOB_NAME}`;
+      const keyCheck = checkManifestKey(manifest, opts.crypt, manifestName);
+      const given = opts.chunkReader;
+      const reader =
+        given === undefined
+          ? sharedChunkReader(source.chunkStore, opts.crypt, opts.cacheBytes)
+          : typeof given === 'function'
+            ? given(source.chunkStore)
+            : given;
+      return new Snapshot(repo, source, ns, ref, manifest, keyCheck, opts.crypt, reader, opts.damage);
     } catch (e) {
-      if (e instanceof NotFoundError) {
-        if (await ds.hasSnapshot(ns, ref)) {
-          throw new NotFoundError('snapshot is incomplete (no index.json.blob: backup still running or aborted)', {
-            file: rel,
-            cause: e,
-          });
-        }
-        const where = ns.length ? ` in namespace ${ns.join('/')}` : '';
-        throw new NotFoundError(`no such snapshot${where}`, { file: formatSnapshotRef(ref), cause: e });
-      }
+      await source.close();
       throw e;
     }
-    const manifest = decodeManifestBlob(raw, manifestName);
-    if (manifest.backupType !== ref.type || manifest.backupId !== ref.id || manifest.backupTime !== ref.time) {
-      const says = formatSnapshotRef({ type: manifest.backupType, id: manifest.backupId, time: manifest.backupTime });
-      throw new IntegrityError(`manifest belongs to snapshot ${says}, not to ${formatSnapshotRef(ref)}`, { file: manifestName });
-    }
-    const keyCheck = checkManifestKey(manifest, opts.crypt, manifestName);
-    const reader = opts.chunkReader ?? sharedChunkReader(ds, opts.crypt, opts.cacheBytes);
-    return new Snapshot(ds, ns, ref, manifest, keyCheck, opts.crypt, reader, opts.damage);
+  }
+
+  /** Ends the snapshot's source (a server's reader session); the snapshot is unusable after. */
+  async close(): Promise<void> {
+    await this.source.close();
   }
 
   /** `TYPE/ID/TIME` of this snapshot. */
@@ -179,7 +207,7 @@ export class Snapshot {
     if (entry.filename.endsWith('.blob')) {
       throw new FormatError(`${entry.filename} is a blob, not an index archive`, { file: this.path });
     }
-    const raw = await this.datastore.readSnapshotFile(this.ns, this.ref, entry.filename, MAX_INDEX_BYTES);
+    const raw = await this.source.readFile(entry.filename, MAX_INDEX_BYTES);
     const index = parseIndex(raw, `${this.path}/${entry.filename}`);
     checkIndexAgainstManifest(index, entry);
     return { index, entry };
@@ -204,7 +232,7 @@ export class Snapshot {
       throw new FormatError(`${entry.filename} is an index archive, not a blob`, { file: this.path });
     }
     const file = `${this.path}/${entry.filename}`;
-    const raw = await this.datastore.readSnapshotFile(this.ns, this.ref, entry.filename, MAX_BLOB_SIZE + ENCRYPTED_HEADER_SIZE);
+    const raw = await this.source.readFile(entry.filename, MAX_BLOB_SIZE + ENCRYPTED_HEADER_SIZE);
     if (raw.length !== entry.size) {
       throw new IntegrityError(`blob is ${raw.length} bytes but the manifest says ${entry.size}`, { file });
     }

@@ -15,7 +15,8 @@ import { IntegrityError, isPbsfsError } from '../errors.js';
 import type { ChunkIndex } from '../index/chunk-index.js';
 import { snapshotRelPath, type Namespace, type SnapshotRef } from '../store/backup-ref.js';
 import { chunkRelPath } from '../store/chunk-store.js';
-import type { Datastore } from '../store/datastore.js';
+import type { ChunkStore } from '../store/chunk-store.js';
+import type { Repository } from '../store/repository.js';
 import { Snapshot } from './snapshot.js';
 
 export interface FileVerifyResult {
@@ -57,20 +58,20 @@ export interface VerifyOptions {
 
 const MAX_ERRORS_PER_FILE = 10;
 
-function uncachedReader(ds: Datastore): ChunkReader {
-  return new ChunkReader(ds.chunkStore, { cacheBytes: 0 });
+function uncachedReader(store: ChunkStore): ChunkReader {
+  return new ChunkReader(store, { cacheBytes: 0 });
 }
 
 /** Verifies one chunk's raw blob; returns whether it could be decrypted. Throws on any fault. */
 async function verifyChunk(
-  ds: Datastore,
+  store: ChunkStore,
   digest: Buffer,
   expectedSize: number,
   mode: BlobCryptMode,
   crypt: CryptConfig | undefined,
   decoder: ChunkDecoder,
 ): Promise<boolean> {
-  const raw = await ds.chunkStore.get(digest);
+  const raw = await store.get(digest);
   const name = chunkRelPath(digest);
   const header = parseBlobHeader(raw, name);
   if (header.encrypted && crypt === undefined) {
@@ -86,7 +87,7 @@ async function verifyChunk(
 }
 
 async function verifyIndexChunks(
-  ds: Datastore,
+  store: ChunkStore,
   index: ChunkIndex,
   mode: BlobCryptMode,
   result: FileVerifyResult,
@@ -103,7 +104,7 @@ async function verifyIndexChunks(
       let verdict = seen.get(key);
       if (verdict === undefined) {
         try {
-          const decrypted = await verifyChunk(ds, digest, end - start, mode, opts.crypt, opts.decoder ?? inlineChunkDecoder);
+          const decrypted = await verifyChunk(store, digest, end - start, mode, opts.crypt, opts.decoder ?? inlineChunkDecoder);
           if (!decrypted) result.notDecrypted++;
           verdict = null;
         } catch (e) {
@@ -127,7 +128,7 @@ async function verifyIndexChunks(
 
 /** Verifies one snapshot. Never throws for damaged data: faults are in the result. */
 export async function verifySnapshot(
-  ds: Datastore,
+  ds: Repository,
   ns: Namespace,
   ref: SnapshotRef,
   opts: VerifyOptions = {},
@@ -136,11 +137,19 @@ export async function verifySnapshot(
   let snap: Snapshot;
   try {
     // Verification reads chunks itself, uncached: it must not evict the shared cache.
-    snap = await Snapshot.open(ds, ns, ref, { ...(opts.crypt ? { crypt: opts.crypt } : {}), chunkReader: uncachedReader(ds) });
+    snap = await Snapshot.open(ds, ns, ref, { ...(opts.crypt ? { crypt: opts.crypt } : {}), chunkReader: uncachedReader });
   } catch (e) {
     if (!isPbsfsError(e)) throw e;
     return { snapshot: path, ok: false, signatureVerified: false, error: e.message, files: [] };
   }
+  try {
+    return await verifyOpenedSnapshot(snap, path, opts);
+  } finally {
+    await snap.close();
+  }
+}
+
+async function verifyOpenedSnapshot(snap: Snapshot, path: string, opts: VerifyOptions): Promise<SnapshotVerifyResult> {
   const files: FileVerifyResult[] = [];
   for (const entry of snap.manifest.files) {
     const r: FileVerifyResult = {
@@ -167,7 +176,7 @@ export async function verifySnapshot(
       } else {
         const { index } = await snap.loadIndex(entry.filename);
         r.chunks = index.count;
-        await verifyIndexChunks(ds, index, entry.cryptMode === 'encrypt' ? 'encrypt' : 'none', r, opts);
+        await verifyIndexChunks(snap.source.chunkStore, index, entry.cryptMode === 'encrypt' ? 'encrypt' : 'none', r, opts);
       }
     } catch (e) {
       if (!isPbsfsError(e)) throw e;
@@ -184,19 +193,23 @@ export async function verifySnapshot(
 }
 
 /** Total chunk references of a snapshot's indexes (for a progress bar); 0 when unreadable. */
-export async function countSnapshotChunks(ds: Datastore, ns: Namespace, ref: SnapshotRef): Promise<number> {
+export async function countSnapshotChunks(ds: Repository, ns: Namespace, ref: SnapshotRef): Promise<number> {
   try {
-    const snap = await Snapshot.open(ds, ns, ref, { chunkReader: uncachedReader(ds) });
-    let n = 0;
-    for (const f of snap.manifest.files) {
-      if (f.filename.endsWith('.blob')) continue;
-      try {
-        n += (await snap.loadIndex(f.filename)).index.count;
-      } catch {
-        // counted as 0; verifySnapshot reports the fault
+    const snap = await Snapshot.open(ds, ns, ref, { chunkReader: uncachedReader });
+    try {
+      let n = 0;
+      for (const f of snap.manifest.files) {
+        if (f.filename.endsWith('.blob')) continue;
+        try {
+          n += (await snap.loadIndex(f.filename)).index.count;
+        } catch {
+          // counted as 0; verifySnapshot reports the fault
+        }
       }
+      return n;
+    } finally {
+      await snap.close();
     }
-    return n;
   } catch {
     return 0;
   }

@@ -10,7 +10,7 @@
  */
 import type { Snapshot } from '../snapshot/snapshot.js';
 import { BACKUP_TYPES, formatBackupTime, type GroupRef, type Namespace, type SnapshotRef } from '../store/backup-ref.js';
-import type { Datastore } from '../store/datastore.js';
+import type { Repository } from '../store/repository.js';
 import { snapshotEntries } from './snapshot-nodes.js';
 import type { PxarTreeOptions } from './pxar-tree.js';
 import type { VfsDirEntry, VfsNode } from './types.js';
@@ -21,13 +21,13 @@ export interface DatastoreTreeOptions {
    * Opens one snapshot (reads its manifest) with the right key and chunk reader. Without a key,
    * encrypted archives answer EIO when entered.
    */
-  openSnapshot: (ds: Datastore, ns: Namespace, ref: SnapshotRef) => Promise<Snapshot>;
+  openSnapshot: (ds: Repository, ns: Namespace, ref: SnapshotRef) => Promise<Snapshot>;
   tree?: PxarTreeOptions;
 }
 
 const entry = (name: string, node: VfsNode): VfsDirEntry => ({ name: Buffer.from(name), node });
 
-function snapshotNode(ds: Datastore, ns: Namespace, ref: SnapshotRef, o: DatastoreTreeOptions): VfsNode {
+function snapshotNode(ds: Repository, ns: Namespace, ref: SnapshotRef, o: DatastoreTreeOptions): VfsNode {
   return new LazyDir(
     async () => {
       const snap = await o.openSnapshot(ds, ns, ref);
@@ -37,7 +37,7 @@ function snapshotNode(ds: Datastore, ns: Namespace, ref: SnapshotRef, o: Datasto
   );
 }
 
-function groupNode(ds: Datastore, ns: Namespace, g: GroupRef, o: DatastoreTreeOptions): VfsNode {
+function groupNode(ds: Repository, ns: Namespace, g: GroupRef, o: DatastoreTreeOptions): VfsNode {
   return new LazyDir(async () => {
     const snaps = await ds.listSnapshots(ns, g);
     return snaps.filter((s) => s.complete).map((s) => entry(formatBackupTime(s.time), snapshotNode(ds, ns, s, o)));
@@ -45,7 +45,7 @@ function groupNode(ds: Datastore, ns: Namespace, g: GroupRef, o: DatastoreTreeOp
 }
 
 /** The tree of one namespace (the root namespace is `[]`). */
-export function datastoreTree(ds: Datastore, ns: Namespace, o: DatastoreTreeOptions): VfsNode {
+export function datastoreTree(ds: Repository, ns: Namespace, o: DatastoreTreeOptions): VfsNode {
   return new LazyDir(async () => {
     const out: VfsDirEntry[] = [];
     const children = (await ds.listNamespaces(ns)).filter((c) => c.length === ns.length + 1);

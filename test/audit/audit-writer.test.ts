@@ -10,7 +10,7 @@ import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
 import { auditDatastore, type AuditSnapshot } from '../../src/audit/audit.js';
 import { CryptConfig, formatFingerprint } from '../../src/crypto/crypt-config.js';
 import { encryptKeyForMaster, masterKeyConfigFor } from '../../src/crypto/master-key.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { runBackup } from '../../src/writer/backup.js';
 import { keysDir } from '../helpers/paths.js';
 
@@ -59,7 +59,7 @@ function get(snaps: AuditSnapshot[], snapshot: string, ns = ''): AuditSnapshot {
 
 describe('audit of a writer-made datastore', () => {
   it('reports modes, keys, recovery blobs and groups without a key', async () => {
-    const r = await auditDatastore(await Datastore.open(repo));
+    const r = await auditDatastore(await LocalDatastore.open(repo));
     expect(r.snapshots).toHaveLength(5);
     const a = get(r.snapshots, made.encA!);
     expect(a).toMatchObject({ 'crypt-mode': 'encrypt', 'key-fingerprint': fpA, 'master-key-blob': false, signature: 'no key given' });
@@ -79,7 +79,7 @@ describe('audit of a writer-made datastore', () => {
   });
 
   it('verifies signatures with key A and flags the snapshot made with key B', async () => {
-    const r = await auditDatastore(await Datastore.open(repo), { crypt: keyA });
+    const r = await auditDatastore(await LocalDatastore.open(repo), { crypt: keyA });
     expect(get(r.snapshots, made.encA!).signature).toBe('verified');
     expect(get(r.snapshots, made.signOnly!).signature).toBe('verified');
     expect(get(r.snapshots, made.recoverable!, 'prod').signature).toBe('verified');
@@ -91,7 +91,7 @@ describe('audit of a writer-made datastore', () => {
   });
 
   it('finds nothing to flag in a namespace holding only a recoverable encrypted snapshot', async () => {
-    const r = await auditDatastore(await Datastore.open(repo), { crypt: keyA, ns: ['prod'] });
+    const r = await auditDatastore(await LocalDatastore.open(repo), { crypt: keyA, ns: ['prod'] });
     expect(r.snapshots).toHaveLength(1);
     expect(r.findings).toEqual([]);
   });

@@ -8,7 +8,7 @@ import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
 import { auditDatastore, type AuditFlag, type AuditSnapshot } from '../../src/audit/audit.js';
 import { loadKeyFile } from '../../src/crypto/key-config.js';
 import { decodeBlob, encodeBlob } from '../../src/blob/data-blob.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { parseNamespace } from '../../src/store/backup-ref.js';
 import type { CryptConfig } from '../../src/crypto/crypt-config.js';
 import { cliPath, datastoreDir, keysDir, vectorsDir, VECTOR_PASSPHRASE } from '../helpers/paths.js';
@@ -91,7 +91,7 @@ beforeAll(async () => {
 
 describe('audit of the vector datastore', () => {
   it('reports every snapshot as its manifest says, without a key', async () => {
-    const r = await auditDatastore(await Datastore.open(datastoreDir));
+    const r = await auditDatastore(await LocalDatastore.open(datastoreDir));
     expect(r.snapshots).toHaveLength(vectorSnapshots.length);
     expect(r['given-key-fingerprint']).toBeNull();
     for (const v of vectorSnapshots) {
@@ -113,7 +113,7 @@ describe('audit of the vector datastore', () => {
   });
 
   it('groups by key and flags groups that mix modes', async () => {
-    const r = await auditDatastore(await Datastore.open(datastoreDir));
+    const r = await auditDatastore(await LocalDatastore.open(datastoreDir));
     const keyed = vectorSnapshots.filter((v) => v.manifest.unprotected?.['key-fingerprint'] !== undefined);
     const k = r.keys.find((x) => x['key-fingerprint'] === keysExpected.fingerprint_full)!;
     expect(k.snapshots).toBe(keyed.length);
@@ -138,7 +138,7 @@ describe('audit of the vector datastore', () => {
   });
 
   it('verifies signatures with the right key', async () => {
-    const r = await auditDatastore(await Datastore.open(datastoreDir), { crypt: scryptKey });
+    const r = await auditDatastore(await LocalDatastore.open(datastoreDir), { crypt: scryptKey });
     expect(r['given-key-fingerprint']).toBe(keysExpected.fingerprint_full);
     for (const v of vectorSnapshots) {
       const s = find(r.snapshots, v);
@@ -149,7 +149,7 @@ describe('audit of the vector datastore', () => {
   });
 
   it('flags every keyed snapshot when another key is given', async () => {
-    const r = await auditDatastore(await Datastore.open(datastoreDir), { crypt: otherKey });
+    const r = await auditDatastore(await LocalDatastore.open(datastoreDir), { crypt: otherKey });
     expect(r['given-key-fingerprint']).toBe(keysExpected.other_key_fingerprint_full);
     for (const v of vectorSnapshots) {
       const s = find(r.snapshots, v);
@@ -166,8 +166,8 @@ describe('audit of the vector datastore', () => {
       const store = join(tmp.path, 'store');
       await mkdir(join(store, '.chunks'), { recursive: true });
       for (const v of vectorSnapshots) await cp(join(datastoreDir, v.path), join(store, v.path), { recursive: true });
-      const original = await auditDatastore(await Datastore.open(datastoreDir), { crypt: scryptKey });
-      const copy = await auditDatastore(await Datastore.open(store), { crypt: scryptKey });
+      const original = await auditDatastore(await LocalDatastore.open(datastoreDir), { crypt: scryptKey });
+      const copy = await auditDatastore(await LocalDatastore.open(store), { crypt: scryptKey });
       expect({ ...copy, datastore: '' }).toEqual({ ...original, datastore: '' });
       await makeWritable(tmp.path);
     } finally {
@@ -179,7 +179,7 @@ describe('audit of the vector datastore', () => {
     const inNs = vectorSnapshots.filter((v) => v.ns !== '');
     expect(inNs.length).toBeGreaterThan(0);
     const ns = inNs[0]!.ns;
-    const r = await auditDatastore(await Datastore.open(datastoreDir), { ns: parseNamespace(ns) });
+    const r = await auditDatastore(await LocalDatastore.open(datastoreDir), { ns: parseNamespace(ns) });
     expect(r.namespace).toBe(ns);
     expect(r.snapshots.map((s) => s.snapshot).sort()).toEqual(
       vectorSnapshots.filter((v) => v.ns === ns || v.ns.startsWith(`${ns}/`)).map((v) => v.snapshot).sort(),
@@ -244,7 +244,7 @@ describe('audit of damaged and unusual datastores', () => {
     await mkdir(copiedTo, { recursive: true });
     await cp(join(datastoreDir, tampered.path, 'index.json.blob'), join(copiedTo, 'index.json.blob'));
 
-    const r = await auditDatastore(await Datastore.open(store), { crypt: scryptKey });
+    const r = await auditDatastore(await LocalDatastore.open(store), { crypt: scryptKey });
     const t = find(r.snapshots, tampered);
     expect(t.signature).toBe('mismatch');
     expect(t.flags).toContain('signature-mismatch');

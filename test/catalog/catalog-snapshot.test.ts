@@ -10,7 +10,7 @@ import { loadKeyFile } from '../../src/crypto/key-config.js';
 import { CryptoError } from '../../src/errors.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
 import { parseNamespace, parseSnapshotRef } from '../../src/store/backup-ref.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { datastoreDir, keysDir, vectorsDir, VECTOR_PASSPHRASE } from '../helpers/paths.js';
 
 interface ListingItem {
@@ -34,7 +34,7 @@ describe('catalog.pcat1.didx through the snapshot layer', () => {
   it('lists every vector catalog as upstream does', async () => {
     expect(withCatalog.length).toBeGreaterThan(0);
     const { crypt } = await loadKeyFile(join(keysDir, 'key-scrypt.json'), async () => VECTOR_PASSPHRASE);
-    const ds = await Datastore.open(datastoreDir);
+    const ds = await LocalDatastore.open(datastoreDir);
     for (const s of withCatalog) {
       const { ns, ref } = split(s.path);
       const snap = await Snapshot.open(ds, parseNamespace(ns), parseSnapshotRef(ref), s.crypt_mode === 'encrypt' ? { crypt } : {});
@@ -60,7 +60,7 @@ describe('catalog.pcat1.didx through the snapshot layer', () => {
     const enc = withCatalog.find((s) => s.crypt_mode === 'encrypt');
     expect(enc).toBeDefined();
     const { ns, ref } = split(enc!.path);
-    const snap = await Snapshot.open(await Datastore.open(datastoreDir), parseNamespace(ns), parseSnapshotRef(ref));
+    const snap = await Snapshot.open(await LocalDatastore.open(datastoreDir), parseNamespace(ns), parseSnapshotRef(ref));
     await expect((async () => CatalogReader.open((await snap.openIndex('catalog.pcat1.didx')).readAt))()).rejects.toBeInstanceOf(
       CryptoError,
     );

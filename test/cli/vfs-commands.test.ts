@@ -18,7 +18,7 @@ import { CryptConfig } from '../../src/crypto/crypt-config.js';
 import { loadKeyFile } from '../../src/crypto/key-config.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
 import { formatSnapshotRef, parseSnapshotRef } from '../../src/store/backup-ref.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { runBackup } from '../../src/writer/backup.js';
 import { expectedSnapshots, splitSnapshotPath } from '../helpers/datastore-expected.js';
 import { VECTOR_PASSPHRASE, datastoreDir, keysDir } from '../helpers/paths.js';
@@ -44,7 +44,7 @@ class Collect extends Writable {
 async function openVector(path: string): Promise<Snapshot> {
   const { ns, ref } = splitSnapshotPath(path);
   const { crypt } = await loadKeyFile(join(keysDir, 'key-scrypt.json'), async () => VECTOR_PASSPHRASE);
-  return Snapshot.open(await Datastore.open(datastoreDir), ns, ref, { crypt });
+  return Snapshot.open(await LocalDatastore.open(datastoreDir), ns, ref, { crypt });
 }
 
 /** Children of a listing directory (paths as raw bytes), sorted by name bytes. */
@@ -158,7 +158,7 @@ describe('cat PATH of a large file', () => {
           xattrs: false,
           prefixDirs: 'lazy',
         });
-        const snapshot = await Snapshot.open(await Datastore.open(repo), [], parseSnapshotRef(r.snapshot), { crypt: CryptConfig.fromKey(key) });
+        const snapshot = await Snapshot.open(await LocalDatastore.open(repo), [], parseSnapshotRef(r.snapshot), { crypt: CryptConfig.fromKey(key) });
         const out = new Collect();
         await catPxarPath({ snapshot, archive: 'root.pxar', path: '/sub/big.bin', out });
         expect(sha(out.bytes())).toBe(sha(big));

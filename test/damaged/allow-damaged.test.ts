@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChunkReader } from '../../src/chunks/chunk-reader.js';
 import { DamageReport } from '../../src/index/damage-report.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { copyDatastore, type DatastoreCopy } from '../helpers/datastore-copy.js';
 import { expectedSnapshots, splitSnapshotPath, type ExpectedChunk, type ExpectedSnapshot } from '../helpers/datastore-expected.js';
 import { MountTracker } from '../helpers/mount-cli.js';
@@ -341,7 +341,7 @@ describe('IndexReadAt with a damage report', () => {
   afterAll(async () => ds?.cleanup());
 
   it('zero-fills the exact chunk length, records once, never caches the zeros, and re-reads nothing', async () => {
-    const store = await Datastore.open(ds.root);
+    const store = await LocalDatastore.open(ds.root);
     const { ns, ref } = splitSnapshotPath(imageSnap.path);
     const reader = new ChunkReader(store.chunkStore);
     const seen: number[] = [];
@@ -367,7 +367,7 @@ describe('IndexReadAt with a damage report', () => {
   });
 
   it('does not zero-fill errors that say nothing about the chunk (bugs, permission errors)', async () => {
-    const store = await Datastore.open(ds.root);
+    const store = await LocalDatastore.open(ds.root);
     const { ns, ref } = splitSnapshotPath(imageSnap.path);
     const damage = new DamageReport();
     const other = imageChunks.find((c) => c.digest !== deleted.digest && c.digest !== flipped.digest) ?? flipped;

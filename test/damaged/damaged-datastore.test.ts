@@ -15,7 +15,7 @@ import { dir as tmpDir, type DirectoryResult } from 'tmp-promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadKeyFile } from '../../src/crypto/key-config.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { copyDatastore, type DatastoreCopy } from '../helpers/datastore-copy.js';
 import { archiveFacts } from '../helpers/datastore-expected.js';
 import { datastoreDir } from '../helpers/paths.js';
@@ -75,7 +75,7 @@ async function expectRestoredPrefixes(got: Buffer, want: Buffer): Promise<number
 async function libraryError(root: string, f: Fixture): Promise<unknown> {
   try {
     const { crypt } = await loadKeyFile(f.keyFile ?? plainKeyFile, async () => f.passphrase ?? '');
-    const ds = await Datastore.open(root);
+    const ds = await LocalDatastore.open(root);
     const snap = await Snapshot.open(ds, ns, ref, { crypt, cacheBytes: 0 });
     const { readAt } = await snap.openIndex(archive);
     for (let off = 0; off < readAt.size; off += 1 << 20) await readAt.readAt(off, Math.min(1 << 20, readAt.size - off));

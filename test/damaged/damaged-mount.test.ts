@@ -26,7 +26,7 @@ import { loadKeyFile } from '../../src/crypto/key-config.js';
 import { PxarAccessor } from '../../src/pxar/accessor.js';
 import type { PxarEntry } from '../../src/pxar/types.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { copyDatastore, type DatastoreCopy } from '../helpers/datastore-copy.js';
 import { MountTracker } from '../helpers/mount-cli.js';
 import { datastoreDir } from '../helpers/paths.js';
@@ -75,7 +75,7 @@ async function walk(acc: PxarAccessor, dir: PxarEntry, path: Buffer, inherited: 
 beforeAll(async () => {
   await loadFingerprints();
   const { crypt } = await loadKeyFile(plainKeyFile, async () => '');
-  const snap = await Snapshot.open(await Datastore.open(datastoreDir), ns, ref, { crypt });
+  const snap = await Snapshot.open(await LocalDatastore.open(datastoreDir), ns, ref, { crypt });
   const { readAt } = await snap.openIndex(archive);
   const acc = await PxarAccessor.open(readAt);
   await walk(acc, acc.root(), Buffer.alloc(0), []);
@@ -255,7 +255,7 @@ describe('damaged disk-image chunks through the mount', () => {
   it.each(faults)('%s: the range in that chunk gives EIO; the bytes around it read exact', async (_name, edit) => {
     expect(bad.start, 'the vectors have no image chunk after the first').toBeGreaterThanOrEqual(65536);
     const { crypt } = await loadKeyFile(plainKeyFile, async () => '');
-    const snap = await Snapshot.open(await Datastore.open(datastoreDir), vmRef.ns, vmRef.ref, { crypt });
+    const snap = await Snapshot.open(await LocalDatastore.open(datastoreDir), vmRef.ns, vmRef.ref, { crypt });
     const { readAt } = await snap.openIndex('drive-scsi0.img.fidx');
     const copy = await copyDatastore();
     try {

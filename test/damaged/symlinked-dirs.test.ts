@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { dir as tmpDir } from 'tmp-promise';
 import { describe, expect, it } from 'vitest';
 import { FormatError } from '../../src/errors.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 
 describe('symlinked directories inside a datastore', () => {
   it('are not followed: no namespaces, groups or snapshots from outside', async () => {
@@ -25,7 +25,7 @@ describe('symlinked directories inside a datastore', () => {
       await symlink(join(outside, 'vm'), join(root, 'vm'));
       await mkdir(join(root, 'host'));
       await symlink(join(outside, 'vm', '666'), join(root, 'host', 'linked'));
-      const ds = await Datastore.open(root);
+      const ds = await LocalDatastore.open(root);
       expect(await ds.listNamespaces()).toEqual([]);
       expect(await ds.listGroups()).toEqual([]);
       expect(await ds.listSnapshots()).toEqual([]);

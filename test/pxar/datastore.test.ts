@@ -12,7 +12,7 @@ import type { ReadAt } from '../../src/io/read-at.js';
 import { PxarAccessor } from '../../src/pxar/accessor.js';
 import { PxarSequentialDecoder } from '../../src/pxar/sequential.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { expectedSnapshots, loadVectorKey, splitSnapshotPath } from '../helpers/datastore-expected.js';
 import { datastoreDir, pxarDir } from '../helpers/paths.js';
 import { expectEntryMatches, loadListing } from './listing.js';
@@ -40,7 +40,7 @@ describe('pxar archives inside the datastore snapshots', () => {
 
   for (const s of snaps) {
     it(`${s.path} (${s.crypt_mode}) decodes to the listing`, async () => {
-      const ds = await Datastore.open(datastoreDir);
+      const ds = await LocalDatastore.open(datastoreDir);
       const { ns, ref } = splitSnapshotPath(s.path);
       const crypt = s.crypt_mode === 'encrypt' ? await loadVectorKey() : undefined;
       const snapshot = await Snapshot.open(ds, ns, ref, crypt ? { crypt } : {});

@@ -15,7 +15,7 @@ import { IndexReadAt } from '../../src/index/index-read-at.js';
 import { HarvestBudget, HarvestingReadAt } from '../../src/pxar/metadata-harvest.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
 import { parseNamespace, parseSnapshotRef } from '../../src/store/backup-ref.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { openPxarTree } from '../../src/vfs/pxar-tree.js';
 import type { VfsNode } from '../../src/vfs/types.js';
 import { runBackup } from '../../src/writer/backup.js';
@@ -46,7 +46,7 @@ afterAll(async () => {
 });
 
 async function openIndex(root: string, ref: string, archive: string, cacheBytes: number, crypt?: Awaited<ReturnType<typeof loadKeyFile>>['crypt'], ns = '') {
-  const ds = await Datastore.open(root);
+  const ds = await LocalDatastore.open(root);
   const chunkReader = new ChunkReader(ds.chunkStore, { cacheBytes, ...(crypt ? { crypt } : {}) });
   const snap = await Snapshot.open(ds, parseNamespace(ns), parseSnapshotRef(ref), { chunkReader, ...(crypt ? { crypt } : {}) });
   const opened = await snap.openIndex(archive);

@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { CryptConfig } from '../../src/crypto/crypt-config.js';
 import { ChunkReader } from '../../src/chunks/chunk-reader.js';
 import { serializeManifest } from '../../src/manifest/manifest.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
 import { datastoreDir } from '../helpers/paths.js';
 import {
@@ -22,11 +22,11 @@ import {
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-let ds: Datastore;
+let ds: LocalDatastore;
 let key: CryptConfig;
 
 beforeAll(async () => {
-  ds = await Datastore.open(datastoreDir);
+  ds = await LocalDatastore.open(datastoreDir);
   key = await loadVectorKey();
 });
 

@@ -12,7 +12,7 @@ import { CryptoError, FormatError, IntegrityError, NotFoundError, type PbsfsErro
 import { parseManifest, serializeManifest } from '../../src/manifest/manifest.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
 import { verifySnapshot } from '../../src/snapshot/verify.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { crc32 } from '../../src/util/crc32.js';
 import { copyDatastore, type DatastoreCopy } from '../helpers/datastore-copy.js';
 import {
@@ -50,7 +50,7 @@ const chunkFile = (root: string, hex: string): string => join(root, '.chunks', h
 
 async function openCopy(exp: ExpectedSnapshot, crypt?: CryptConfig): Promise<Snapshot> {
   copy ??= await copyDatastore();
-  const ds = await Datastore.open(copy.root);
+  const ds = await LocalDatastore.open(copy.root);
   const { ns, ref } = splitSnapshotPath(exp.path);
   return Snapshot.open(ds, ns, ref, crypt ? { crypt, cacheBytes: 0 } : { cacheBytes: 0 });
 }
@@ -81,7 +81,7 @@ describe('damaged chunks', () => {
     const last = exp.files[image]!.chunks!.at(-1)!;
     const tail = await readAt.readAt(last.start, last.end - last.start);
     expect(createHash('sha256').update(tail).digest('hex')).toBe(last.plaintext_sha256);
-    const report = await verifySnapshot(snap.datastore, snap.ns, snap.ref, {});
+    const report = await verifySnapshot(snap.repository, snap.ns, snap.ref, {});
     expect(report.ok).toBe(false);
     expect(report.files.find((f) => f.filename === image)!.errors.join('\n')).toContain(c0.digest);
   });
@@ -143,7 +143,7 @@ describe('damaged chunks', () => {
     expect(e.message).toContain(image);
     // Without the key, verify still catches it (crypt mode check needs no key).
     const snap = await openCopy(exp);
-    const report = await verifySnapshot(snap.datastore, snap.ns, snap.ref, {});
+    const report = await verifySnapshot(snap.repository, snap.ns, snap.ref, {});
     expect(report.ok).toBe(false);
   });
 });

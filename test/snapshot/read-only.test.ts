@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { CryptConfig } from '../../src/crypto/crypt-config.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
 import { verifySnapshot } from '../../src/snapshot/verify.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { copyDatastore, type DatastoreCopy } from '../helpers/datastore-copy.js';
 import { loadVectorKey } from '../helpers/datastore-expected.js';
 import { treeFingerprint } from '../helpers/tree-fingerprint.js';
@@ -21,7 +21,7 @@ afterAll(() => copy.cleanup());
 
 it('every read path leaves the datastore byte-for-byte and mtime-for-mtime unchanged', async () => {
   const before = treeFingerprint(copy.root);
-  const ds = await Datastore.open(copy.root);
+  const ds = await LocalDatastore.open(copy.root);
   let archives = 0;
   for (const ns of [[], ...(await ds.listNamespaces())]) {
     await ds.listGroups(ns);

@@ -10,7 +10,7 @@ import {
   parseSnapshotRef,
   snapshotRelPath,
 } from '../../src/store/backup-ref.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { LocalChunkStore } from '../../src/store/local-chunk-store.js';
 import { copyDatastore, type DatastoreCopy } from '../helpers/datastore-copy.js';
 import { expectedSnapshots, splitSnapshotPath } from '../helpers/datastore-expected.js';
@@ -62,7 +62,7 @@ describe('snapshot and group references', () => {
 
 describe('vector datastore listing', () => {
   it('namespaces, groups and snapshots match expected.json', async () => {
-    const ds = await Datastore.open(datastoreDir);
+    const ds = await LocalDatastore.open(datastoreDir);
     const exp = expectedSnapshots();
     const nsList = await ds.listNamespaces();
     const expectedNs = [...new Set(exp.filter((s) => s.namespace).map((s) => s.namespace!))].map((n) => n.split('/'));
@@ -88,8 +88,8 @@ describe('vector datastore listing', () => {
   });
 
   it('refuses a directory that is not a datastore, and a missing one', async () => {
-    await expect(Datastore.open(vectorsDir)).rejects.toThrow(FormatError);
-    await expect(Datastore.open(join(vectorsDir, 'nope'))).rejects.toThrow(NotFoundError);
+    await expect(LocalDatastore.open(vectorsDir)).rejects.toThrow(FormatError);
+    await expect(LocalDatastore.open(join(vectorsDir, 'nope'))).rejects.toThrow(NotFoundError);
   });
 
   it('a missing chunk is a NotFoundError naming its path', async () => {
@@ -128,7 +128,7 @@ describe('hostile directory contents (temp copy)', () => {
   afterAll(() => copy.cleanup());
 
   it('skips and reports hostile names, lists incomplete snapshots as such', async () => {
-    const ds = await Datastore.open(copy.root);
+    const ds = await LocalDatastore.open(copy.root);
     const report = (p: string): void => void skipped.push(p);
     const exp = expectedSnapshots();
     const nss = await ds.listNamespaces([], report);
@@ -153,7 +153,7 @@ describe('hostile directory contents (temp copy)', () => {
   });
 
   it('opening an incomplete snapshot says so; a symlinked archive is not followed', async () => {
-    const ds = await Datastore.open(copy.root);
+    const ds = await LocalDatastore.open(copy.root);
     await expect(Snapshot.open(ds, [], parseSnapshotRef(incompleteRef))).rejects.toThrow(/incomplete/);
     await expect(Snapshot.open(ds, [], parseSnapshotRef(`${group}/2031-01-01T00:00:00Z`))).rejects.toThrow(NotFoundError);
     await expect(ds.readSnapshotFile([], targetRef, 'link.blob', 1 << 20)).rejects.toThrow(/link\.blob/);

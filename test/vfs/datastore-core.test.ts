@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadKeyFile } from '../../src/crypto/key-config.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { ROOT_ID, VfsCore } from '../../src/vfs/core.js';
 import { datastoreTree } from '../../src/vfs/datastore-tree.js';
 import type { VfsStat } from '../../src/vfs/types.js';
@@ -22,7 +22,7 @@ interface Seen {
 }
 
 async function makeCore(nodeCacheSize?: number): Promise<VfsCore> {
-  const ds = await Datastore.open(datastoreDir);
+  const ds = await LocalDatastore.open(datastoreDir);
   const { crypt } = await loadKeyFile(join(keysDir, 'key-scrypt.json'), async () => VECTOR_PASSPHRASE);
   const root = datastoreTree(ds, [], { openSnapshot: (d, ns, ref) => Snapshot.open(d, ns, ref, { crypt }) });
   return new VfsCore(root, nodeCacheSize ? { nodeCacheSize } : {});

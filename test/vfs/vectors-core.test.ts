@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { loadKeyFile } from '../../src/crypto/key-config.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
 import { parseNamespace, parseSnapshotRef } from '../../src/store/backup-ref.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { ROOT_ID, VfsCore } from '../../src/vfs/core.js';
 import { archiveRoot } from '../../src/vfs/snapshot-nodes.js';
 import { coreDriver } from '../helpers/fs-driver.js';
@@ -46,7 +46,7 @@ describe('entries listed by READDIRPLUS and rebuilt from their inode numbers', (
   // them must still name the file by its path, not by its inode number.
   for (const s of hostSnapshots) {
     it(`${s.path}: a rebuilt entry answers by id and is named by its path`, async () => {
-      const ds = await Datastore.open(datastoreDir);
+      const ds = await LocalDatastore.open(datastoreDir);
       const { crypt } = await loadKeyFile(join(keysDir, 'key-scrypt.json'), async () => VECTOR_PASSPHRASE);
       const snap = await Snapshot.open(ds, parseNamespace(s.namespace ?? ''), parseSnapshotRef(s.path.replace(/^ns\/[^/]+\//, '')), { crypt });
       const core = new VfsCore(await archiveRoot(snap, 'root.pxar'));
@@ -91,7 +91,7 @@ describe('vector archives through the VfsCore (no kernel)', () => {
       const listing = (
         JSON.parse(readFileSync(join(pxarDir, split ? 'archive-v2.listing.json' : 'archive-v1.listing.json'), 'utf8')) as Entry[]
       ).filter((e) => e.kind !== 'version');
-      const ds = await Datastore.open(datastoreDir);
+      const ds = await LocalDatastore.open(datastoreDir);
       const { crypt } = await loadKeyFile(join(keysDir, 'key-scrypt.json'), async () => VECTOR_PASSPHRASE);
       const ns = parseNamespace(s.namespace ?? '');
       const ref = parseSnapshotRef(s.path.replace(/^ns\/[^/]+\//, ''));
@@ -191,7 +191,7 @@ describe('listing attributes (READDIRPLUS) agree with lookups', () => {
   // a later LOOKUP of the same name, must give the same answer.
   for (const s of hostSnapshots) {
     it(s.path, async () => {
-      const ds = await Datastore.open(datastoreDir);
+      const ds = await LocalDatastore.open(datastoreDir);
       const { crypt } = await loadKeyFile(join(keysDir, 'key-scrypt.json'), async () => VECTOR_PASSPHRASE);
       const snap = await Snapshot.open(ds, parseNamespace(s.namespace ?? ''), parseSnapshotRef(s.path.replace(/^ns\/[^/]+\//, '')), { crypt });
       const core = new VfsCore(await archiveRoot(snap, 'root.pxar', { nlink: 'scan' }));

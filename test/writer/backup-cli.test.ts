@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { withDir } from 'tmp-promise';
 import { loadKeyFile } from '../../src/crypto/key-config.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { parseSnapshotRef } from '../../src/store/backup-ref.js';
 import { cliPath, keysDir } from '../helpers/paths.js';
 import { modelFromFs, modelFromSnapshot } from './tree-model.js';
@@ -75,7 +75,7 @@ describe('pbsfs backup (CLI)', () => {
           expect(got).toEqual(modelFromFs(src, haveGetfattr()));
           if (!split) {
             // the catalog lists the same entries (kind letters, sizes) under root.pxar.didx
-            const snap = await Snapshot.open(await Datastore.open(repo), [], parseSnapshotRef(out.snapshot), mode === 'encrypt' ? { crypt: key } : {});
+            const snap = await Snapshot.open(await LocalDatastore.open(repo), [], parseSnapshotRef(out.snapshot), mode === 'encrypt' ? { crypt: key } : {});
             const cat = await CatalogReader.open((await snap.openIndex('catalog.pcat1.didx')).readAt);
             const listed: string[] = [];
             for await (const it of cat.walk()) {
@@ -123,7 +123,7 @@ describe('pbsfs backup (CLI)', () => {
         expect(r.stderr).toBe('');
         expect(r.status).toBe(0);
         const key = (await loadKeyFile(KEYFILE)).crypt;
-        const snap = await Snapshot.open(await Datastore.open(repo), [], parseSnapshotRef('vm/100/2024-06-05T10:20:30Z'), { crypt: key });
+        const snap = await Snapshot.open(await LocalDatastore.open(repo), [], parseSnapshotRef('vm/100/2024-06-05T10:20:30Z'), { crypt: key });
         expect(snap.manifest.files.map((f) => f.filename)).toEqual(['qemu-server.conf.blob', ...[...data.keys()]]);
         for (const [name, want] of data) {
           const o = await snap.openIndex(name);
@@ -238,7 +238,7 @@ describe('pbsfs backup (CLI)', () => {
         expect(out.files.map((f) => f.filename)).toEqual(['root.pxar.didx', 'sub.pxar.didx', 'qemu-server.conf.blob', 'disk.img.fidx', 'catalog.pcat1.didx']);
         const sub = await modelFromSnapshot(repo, out.snapshot, undefined, 'sub');
         expect(sub).toEqual(modelFromFs(join(src, 'dir'), haveGetfattr()));
-        const snap = await Snapshot.open(await Datastore.open(repo), [], parseSnapshotRef(out.snapshot));
+        const snap = await Snapshot.open(await LocalDatastore.open(repo), [], parseSnapshotRef(out.snapshot));
         const cat = await CatalogReader.open((await snap.openIndex('catalog.pcat1.didx')).readAt);
         expect((await cat.readDir(cat.root())).map((e) => e.name.toString())).toEqual(['root.pxar.didx', 'sub.pxar.didx']);
         const two = pbsfs(['--repository', repo, 'backup', src, src, '--lazy-chunk-dirs']);

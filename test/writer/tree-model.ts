@@ -9,7 +9,7 @@ import type { CryptConfig } from '../../src/crypto/crypt-config.js';
 import { PxarSequentialDecoder } from '../../src/pxar/sequential.js';
 import { PxarAccessor } from '../../src/pxar/accessor.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { parseSnapshotRef } from '../../src/store/backup-ref.js';
 import { readTreeAttrs } from '../../src/writer/fs-attrs.js';
 import { splitDev } from '../../src/writer/fs-walk.js';
@@ -98,7 +98,7 @@ export function modelFromFs(root: string, withXattrs: boolean): EntryModel[] {
 
 /** Reads `archive` (a pxar label like `root`) of a snapshot with our readers. */
 export async function modelFromSnapshot(repo: string, snapshot: string, crypt: CryptConfig | undefined, archive = 'root'): Promise<EntryModel[]> {
-  const ds = await Datastore.open(repo);
+  const ds = await LocalDatastore.open(repo);
   const snap = await Snapshot.open(ds, [], parseSnapshotRef(snapshot), crypt ? { crypt } : {});
   const layout = snap.pxarLayout(`${archive}.pxar`);
   const main = await snap.openIndex(layout.kind === 'single' ? layout.archive : layout.meta);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { withDir } from 'tmp-promise';
 import { decodeBlob } from '../../src/blob/data-blob.js';
 import { Snapshot } from '../../src/snapshot/snapshot.js';
-import { Datastore } from '../../src/store/datastore.js';
+import { LocalDatastore } from '../../src/store/local-datastore.js';
 import { SnapshotWriter } from '../../src/writer/snapshot-writer.js';
 import { DEFAULT_CHUNK_SIZE } from '../../src/writer/chunker.js';
 import { parseIndex } from '../../src/index/parse-index.js';
@@ -25,7 +25,7 @@ describe('writer agrees with the upstream vector datastore', () => {
     it(`rewrites ${exp.path} (${exp.crypt_mode}) identically`, async () => {
       const key = await loadVectorKey();
       const { ns, ref } = splitSnapshotPath(exp.path);
-      const src = await Snapshot.open(await Datastore.open(datastoreDir), ns, ref, { crypt: key });
+      const src = await Snapshot.open(await LocalDatastore.open(datastoreDir), ns, ref, { crypt: key });
       const manifestCopy = readFileSync(join(datastoreVectorsDir, exp.files['index.json.blob']!.manifest_plain_copy!), 'utf8');
       const order = (JSON.parse(manifestCopy) as { files: { filename: string }[] }).files.map((f) => f.filename);
       await withDir(

@@ -8,9 +8,9 @@ import { auditDatastore, type AuditReport, type AuditSnapshot } from '../../audi
 import { loadKeyFile } from '../../crypto/key-config.js';
 import { UsageError } from '../../errors.js';
 import { parseNamespace } from '../../store/backup-ref.js';
-import { Datastore } from '../../store/datastore.js';
+import { openRepositoryArg } from '../open-repositories.js';
 import { formatBytes } from '../../util/bytes.js';
-import { action, globalOptions, printResult, renderTable, requireRepository } from '../context.js';
+import { action, globalOptions, printResult, renderTable } from '../context.js';
 
 function shortFp(fp: string | null): string {
   return fp === null ? '-' : fp.split(':').slice(0, 8).join(':');
@@ -85,7 +85,7 @@ export function register(program: Command): void {
           throw new UsageError('audit checks fingerprints and signatures against an encryption key: give --keyfile, not --master-keyfile');
         }
         const ns = parseNamespace(g.ns ?? '');
-        const ds = await Datastore.open(requireRepository(g));
+        const ds = await openRepositoryArg(g);
         const crypt = g.keyfile !== undefined ? (await loadKeyFile(g.keyfile)).crypt : undefined;
         const report = await auditDatastore(ds, { ns, ...(crypt ? { crypt } : {}) });
         printResult(g, report, () => renderReport(report));

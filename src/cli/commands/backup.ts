@@ -16,6 +16,7 @@ import { isBackupType, isValidBackupId, parseNamespace, type BackupType } from '
 import { formatBytes } from '../../util/bytes.js';
 import { parseRfc3339 } from '../../util/rfc3339.js';
 import { checkChunkSize, runBackup, type BackupItem, type BackupProgress, type BackupResult, type NamedSource } from '../../writer/backup.js';
+import { locateRepository } from '../../store/open-repository.js';
 import { action, globalOptions, isInteractive, printResult, requireRepository } from '../context.js';
 import { loadKeyFile } from '../../crypto/key-config.js';
 import { encryptKeyForMaster, masterKeyConfigFor, readMasterKeyFile } from '../../crypto/master-key.js';
@@ -157,6 +158,9 @@ export function register(program: Command): void {
       action(async (specs: string[], opts: BackupCliOptions, cmd: Command) => {
         const g = globalOptions(cmd);
         const repo = requireRepository(g);
+        if (locateRepository(repo).kind !== 'local') {
+          throw new UsageError(`backup writes a local datastore directory; ${JSON.stringify(repo)} is not a path (start it with / or ./)`);
+        }
         checkRepository(repo);
         const type = opts.backupType;
         if (!isBackupType(type)) throw new UsageError(`--backup-type must be host, ct or vm`);

@@ -13,7 +13,7 @@ import { PxarSequentialDecoder } from '../../pxar/sequential.js';
 import { loadKeyFile } from '../../crypto/key-config.js';
 import { childProcessEnv } from '../../crypto/passphrase.js';
 import { Snapshot } from '../../snapshot/snapshot.js';
-import { Datastore } from '../../store/datastore.js';
+import { LocalDatastore } from '../../store/local-datastore.js';
 import { parseSnapshotRef } from '../../store/backup-ref.js';
 import { formatBytes } from '../../util/bytes.js';
 import { DEMO_IMAGE_NAME, defaultDemoDir, ensureDemo, type DemoInfo } from '../../writer/demo-data.js';
@@ -211,7 +211,7 @@ function statsFromWalk(root: string): string {
 /** Without FUSE: the same view, read with the library. */
 async function showDirect(demo: DemoInfo, out: (s: string) => void): Promise<void> {
   const { crypt } = await loadKeyFile(demo.keyfile, async () => demo.passphrase);
-  const snap = await Snapshot.open(await Datastore.open(demo.repository), [], parseSnapshotRef(demo.snapshot), { crypt });
+  const snap = await Snapshot.open(await LocalDatastore.open(demo.repository), [], parseSnapshotRef(demo.snapshot), { crypt });
   const idx = await snap.openIndex('root.pxar.didx');
   const dec = await PxarSequentialDecoder.open(idx.readAt);
   out(`\n${demo.snapshot} root.pxar:`);

@@ -24,9 +24,9 @@ export function register(program: Command): void {
     .action(
       action(async (snapshotArg: string, _opts: unknown, cmd: Command) => {
         const g = globalOptions(cmd);
-        const { ds, ns, ref, snapshot } = await openSnapshotArg(g, snapshotArg);
+        const { snapshot } = await openSnapshotArg(g, snapshotArg);
         const m = snapshot.manifest;
-        const rawManifest = await ds.readSnapshotFile(ns, ref, MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES);
+        const rawManifest = await snapshot.source.readFile(MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES);
         const items: FileItem[] = [
           {
             filename: MANIFEST_BLOB_NAME,

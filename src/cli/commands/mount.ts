@@ -36,7 +36,9 @@ import { HarvestBudget } from '../../pxar/metadata-harvest.js';
 import { checkMountpoint, mountCore, type MountedFs } from '../../fuse/mount.js';
 import { Snapshot } from '../../snapshot/snapshot.js';
 import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
-import { Datastore } from '../../store/datastore.js';
+import type { ChunkStore } from '../../store/chunk-store.js';
+import { locateRepository, openRepository } from '../../store/open-repository.js';
+import type { Repository } from '../../store/repository.js';
 import { parseSize, formatBytes, isAllZero } from '../../util/bytes.js';
 import { VfsCore } from '../../vfs/core.js';
 import { datastoreTree } from '../../vfs/datastore-tree.js';
@@ -49,6 +51,7 @@ import { DamageReport, formatDamageEntry } from '../../index/damage-report.js';
 import { defaultCacheBytes } from '../../util/memory-share.js';
 import { decodeThreadsSetting } from '../decode-threads.js';
 import { KeySource } from '../snapshot-args.js';
+import type { S3Options } from '../../store/s3-config.js';
 
 /**
  * The mount process keeps one thread-pool thread blocked reading /dev/fuse and reads chunk files
@@ -98,6 +101,8 @@ export interface MountPlan {
   keyHex?: string;
   /** Passphrase of the --master-keyfile PEM. */
   masterPassphrase?: string;
+  /** Endpoint, region and addressing of an s3:// repository. */
+  s3?: S3Options;
 }
 
 interface MountCliOptions {
@@ -176,12 +181,22 @@ export function readaheadWithin(readahead: number, chunkCacheBytes: number): num
   return Math.min(readahead, Math.max(1, Math.floor(chunkCacheBytes / (2 * CHUNK_SIZE_HINT))));
 }
 
-/** The chunk readers of this mount, one per key (one cache bound for each). */
+/** A datastore path made absolute (the daemon runs in `/`); a server or bucket stays as given. */
+function localPathsResolved(repo: string): string {
+  const loc = locateRepository(repo);
+  return loc.kind === 'local' ? resolve(loc.path) : repo;
+}
+
+/**
+ * The chunk readers of this mount, one per chunk store and key (one cache bound for each). A
+ * local datastore has one chunk store for all snapshots; a server has one per reader session.
+ */
 class Readers {
-  private readonly byKey = new Map<string, ChunkReader>();
+  private readonly byStore = new WeakMap<ChunkStore, Map<string, ChunkReader>>();
+  /** Every reader made, for the counters (a reader lives as long as the mount). */
+  private readonly all = new Set<ChunkReader>();
   private pool: WorkerPoolDecoder | undefined;
   constructor(
-    private readonly ds: Datastore,
     private readonly cacheBytes: number,
     private readonly decodeThreads: number,
   ) {}
@@ -206,11 +221,16 @@ class Readers {
   async close(): Promise<void> {
     await this.pool?.close();
   }
-  get(crypt: CryptConfig | undefined): ChunkReader {
+  get(crypt: CryptConfig | undefined, store: ChunkStore): ChunkReader {
     const k = crypt ? crypt.fingerprint.toString('hex') : 'none';
-    let r = this.byKey.get(k);
+    let byKey = this.byStore.get(store);
+    if (!byKey) {
+      byKey = new Map();
+      this.byStore.set(store, byKey);
+    }
+    let r = byKey.get(k);
     if (!r) {
-      r = new ChunkReader(this.ds.chunkStore, {
+      r = new ChunkReader(store, {
         ...(crypt ? { crypt } : {}),
         cacheBytes: this.cacheBytes,
         // The mount releases what it holds as soon as a reply is written.
@@ -218,13 +238,14 @@ class Readers {
         decoder: this.decoder,
         ...(this.decodeThreads >= 2 ? { pipelined: this.pipelined } : {}),
       });
-      this.byKey.set(k, r);
+      byKey.set(k, r);
+      this.all.add(r);
     }
     return r;
   }
   stats(): Record<string, number> {
     const sum: Record<string, number> = {};
-    for (const r of this.byKey.values()) {
+    for (const r of this.all) {
       for (const [k, v] of Object.entries(r.stats)) sum[k] = (sum[k] ?? 0) + v;
       sum.cachedBytes = (sum.cachedBytes ?? 0) + r.cachedBytes;
       sum.arenaBytes = (sum.arenaBytes ?? 0) + r.arenaBytes;
@@ -240,15 +261,16 @@ interface BuiltRoot {
   readers: Readers;
   damage: DamageReport | undefined;
   budget: ReturnType<typeof cacheBudget>;
+  repository: Repository;
 }
 
 async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
   // Each zero-filled range is logged as it happens (stderr: the terminal, or the daemon's log).
   const damage = plan.allowDamaged ? new DamageReport((e) => process.stderr.write(`pbsfs: damaged: ${formatDamageEntry(e)}\n`)) : undefined;
-  const ds = await Datastore.open(plan.repository);
+  const ds = await openRepository(plan.repository, plan.s3 ? { s3: plan.s3 } : {});
   const ns: Namespace = parseNamespace(plan.ns ?? '');
   const budget = cacheBudget(plan.cacheBytes);
-  const readers = new Readers(ds, budget.chunks, plan.decodeThreads);
+  const readers = new Readers(budget.chunks, plan.decodeThreads);
   const fileKey = plan.keyHex !== undefined ? CryptConfig.fromKey(Buffer.from(plan.keyHex, 'hex')) : undefined;
   let keySource: KeySource | undefined;
   if (plan.masterKeyfile !== undefined) {
@@ -264,11 +286,11 @@ async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
       debug: plan.debug,
     });
   }
-  const keyFor = async (d: Datastore, n: Namespace, ref: SnapshotRef): Promise<CryptConfig | undefined> =>
+  const keyFor = async (d: Repository, n: Namespace, ref: SnapshotRef): Promise<CryptConfig | undefined> =>
     fileKey ?? (keySource ? keySource.forSnapshot(d, n, ref) : undefined);
   const open = async (inNs: Namespace, ref: SnapshotRef): Promise<Snapshot> => {
     const crypt = await keyFor(ds, inNs, ref);
-    return Snapshot.open(ds, inNs, ref, { ...(crypt ? { crypt } : {}), chunkReader: readers.get(crypt), ...(damage ? { damage } : {}) });
+    return Snapshot.open(ds, inNs, ref, { ...(crypt ? { crypt } : {}), chunkReader: (store) => readers.get(crypt, store), ...(damage ? { damage } : {}) });
   };
 
   const tree: PxarTreeOptions = {
@@ -281,16 +303,16 @@ async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
   if (plan.snapshot === undefined) {
     // Snapshots opened inside the tree share this mount's readers (and so its counters).
     const root = datastoreTree(ds, ns, { openSnapshot: (_d, inNs, ref) => open(inNs, ref), tree });
-    return { root, source: `pbsfs:${plan.repository}`, readers, damage, budget };
+    return { root, source: `pbsfs:${plan.repository}`, readers, damage, budget, repository: ds };
   }
   const snapshot = await open(ns, parseSnapshotRef(plan.snapshot));
-  if (plan.archive === undefined) return { root: snapshotDir(snapshot, tree), source: `pbsfs:${snapshot.refString}`, readers, damage, budget };
+  if (plan.archive === undefined) return { root: snapshotDir(snapshot, tree), source: `pbsfs:${snapshot.refString}`, readers, damage, budget, repository: ds };
   // Opening the archive reads and verifies its index and its first and last chunks, so a wrong key
   // or a damaged index fails here, not on first access. The root is not listed yet: in a unified
   // archive its children's entries lie between their contents, spread over the whole archive,
   // and mount-to-ready must not grow with that (the first listing pays for it).
   const root = await archiveRoot(snapshot, plan.archive, tree);
-  return { root, source: `pbsfs:${snapshot.refString}:${plan.archive}`, readers, damage, budget };
+  return { root, source: `pbsfs:${snapshot.refString}:${plan.archive}`, readers, damage, budget, repository: ds };
 }
 
 function formatStats(s: Record<string, unknown>): string {
@@ -360,6 +382,7 @@ export async function runMount(plan: MountPlan, onReady: () => void): Promise<{ 
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
     await built.readers.close();
+    await built.repository.close();
     throw e;
   }
   mounted = m;
@@ -369,6 +392,7 @@ export async function runMount(plan: MountPlan, onReady: () => void): Promise<{ 
   onReady();
   await m.done;
   await built.readers.close();
+  await built.repository.close();
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
   if (plan.stats) process.stderr.write(`pbsfs: statistics for ${plan.mountpoint}\n${formatStats(core.statsSnapshot())}\n`);
@@ -519,7 +543,7 @@ export function register(program: Command): void {
         const cacheBytes = opts.cacheSize !== undefined ? parseSize(opts.cacheSize) : defaultCacheBytes();
         const pageCacheMaxFileBytes = parseSize(opts.pageCacheMax);
         const plan: MountPlan = {
-          repository: resolve(requireRepository(g)),
+          repository: localPathsResolved(requireRepository(g)),
           ns: g.ns,
           keyfile: g.keyfile !== undefined ? resolve(g.keyfile) : undefined,
           masterKeyfile: g.masterKeyfile !== undefined ? resolve(g.masterKeyfile) : undefined,
@@ -538,6 +562,7 @@ export function register(program: Command): void {
           // One core answers the kernel; the others decode (none on a single core).
           decodeThreads: decodeThreadsSetting((cores) => (cores >= 2 ? Math.min(4, Math.max(2, cores - 1)) : 0), true),
           ...(opts.allowDamaged ? { allowDamaged: true } : {}),
+          ...(g.s3 ? { s3: g.s3 } : {}),
         };
         // The key is unlocked here, on the user's terminal; the child gets the result.
         if (plan.keyfile !== undefined) plan.keyHex = (await loadKeyFile(plan.keyfile)).crypt.encKey.toString('hex');

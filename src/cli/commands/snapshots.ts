@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { decodeManifestBlob, MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES, type Manifest } from '../../manifest/manifest.js';
 import { formatSnapshotRef, parseGroupRef, snapshotRelPath } from '../../store/backup-ref.js';
-import type { Datastore, SnapshotInfo } from '../../store/datastore.js';
+import { readSnapshotFileOnce, type Repository, type SnapshotInfo } from '../../store/repository.js';
 import { formatBytes } from '../../util/bytes.js';
 import { action, globalOptions, printResult, renderTable } from '../context.js';
 import { archiveLabel, namespaceOf, openDatastore } from '../snapshot-args.js';
@@ -23,19 +23,33 @@ interface SnapshotListItem {
   error?: string;
 }
 
-async function readManifest(ds: Datastore, s: SnapshotInfo): Promise<Manifest> {
-  const raw = await ds.readSnapshotFile(s.ns, s, MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES);
+async function readManifest(ds: Repository, s: SnapshotInfo): Promise<Manifest> {
+  const raw = await readSnapshotFileOnce(ds, s.ns, s, MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES);
   return decodeManifestBlob(raw, `${snapshotRelPath(s.ns, s)}/${MANIFEST_BLOB_NAME}`);
 }
 
 /** One crypt mode for the snapshot: the files' common mode, or `mixed`. */
-function snapshotCryptMode(m: Manifest): string | undefined {
-  const modes = new Set(m.files.map((f) => f.cryptMode));
+function snapshotCryptMode(files: readonly { cryptMode: string }[]): string | undefined {
+  const modes = new Set(files.map((f) => f.cryptMode));
   if (modes.size === 0) return undefined;
   return modes.size === 1 ? [...modes][0] : 'mixed';
 }
 
-async function describe(ds: Datastore, s: SnapshotInfo): Promise<SnapshotListItem> {
+/**
+ * The manifest's files as a server listing reports them: every entry with size and crypt mode
+ * except index.json.blob itself (listed after them) and files outside the manifest (no size).
+ */
+function manifestFilesFromListing(s: SnapshotInfo): { size: number; cryptMode: string }[] | undefined {
+  if (s.fileInfo === undefined) return undefined;
+  const out: { size: number; cryptMode: string }[] = [];
+  for (const f of s.fileInfo) {
+    if (f.filename === MANIFEST_BLOB_NAME || f.size === undefined || f.cryptMode === undefined) continue;
+    out.push({ size: f.size, cryptMode: f.cryptMode });
+  }
+  return out;
+}
+
+async function describe(ds: Repository, s: SnapshotInfo): Promise<SnapshotListItem> {
   const item: SnapshotListItem = {
     'backup-type': s.type,
     'backup-id': s.id,
@@ -48,9 +62,10 @@ async function describe(ds: Datastore, s: SnapshotInfo): Promise<SnapshotListIte
     return item;
   }
   try {
-    const m = await readManifest(ds, s);
-    item.size = m.files.reduce((a, f) => a + f.size, 0);
-    const cm = snapshotCryptMode(m);
+    // A listing that knows sizes and crypt modes saves one manifest read per snapshot.
+    const files = manifestFilesFromListing(s) ?? (await readManifest(ds, s)).files;
+    item.size = files.reduce((a, f) => a + f.size, 0);
+    const cm = snapshotCryptMode(files);
     if (cm !== undefined) item['crypt-mode'] = cm;
   } catch (e) {
     item.error = e instanceof Error ? e.message : String(e);

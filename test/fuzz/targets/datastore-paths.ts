@@ -22,7 +22,7 @@ import {
   snapshotRelPath,
   type Namespace,
 } from '../../../src/store/backup-ref.js';
-import { Datastore } from '../../../src/store/datastore.js';
+import { LocalDatastore } from '../../../src/store/local-datastore.js';
 import type { FuzzTarget, Seed } from '../framework.js';
 import { datastoreDir } from '../paths.js';
 import { check, expectedSnapshots } from './common.js';
@@ -119,7 +119,7 @@ function mustBeReal(root: string, rel: string, dir: boolean): void {
 }
 
 async function listAll(root: string, groupLines: string[]): Promise<void> {
-  const ds = await Datastore.open(root);
+  const ds = await LocalDatastore.open(root);
   const skips: string[] = [];
   const nss: Namespace[] = [[], ...(await ds.listNamespaces([], (p) => skips.push(p)))];
   for (const ns of nss.slice(0, 16)) {

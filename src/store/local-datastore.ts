@@ -1,5 +1,5 @@
 /**
- * A PBS datastore directory, opened read-only: namespaces, groups, snapshots and snapshot files
+ * The local backend of the Repository interface: a PBS datastore directory, opened read-only: namespaces, groups, snapshots and snapshot files
  * (spec 9). Directory contents are not trusted: every name is checked against the naming rules
  * before it is joined to a path; anything else (hostile names, symlinks, `*.tmp_*`, `.bad`,
  * unknown dot files) is skipped and reported through `onSkip`, never followed.
@@ -13,6 +13,7 @@ import {
   BACKUP_TYPES,
   MAX_NAMESPACE_DEPTH,
   compareGroups,
+  formatSnapshotRef,
   groupRelPath,
   isBackupType,
   isValidArchiveFileName,
@@ -25,33 +26,23 @@ import {
   type SnapshotRef,
 } from './backup-ref.js';
 import { LocalChunkStore } from './local-chunk-store.js';
-
-export interface GroupInfo extends GroupRef {
-  ns: Namespace;
-}
-
-export interface SnapshotInfo extends SnapshotRef {
-  ns: Namespace;
-  /** False when the directory has no index.json.blob (backup running or aborted). */
-  complete: boolean;
-  /** Archive files found in the directory (validated names, regular files). */
-  files: string[];
-}
-
-/** Called for every directory entry that was ignored, with the reason. */
-export type SkipReporter = (relPath: string, reason: string) => void;
+import type { GroupInfo, Repository, SkipReporter, SnapshotInfo, SnapshotSource } from './repository.js';
 
 const MANIFEST = 'index.json.blob';
 
-export class Datastore {
+export class LocalDatastore implements Repository {
+  readonly kind = 'local' as const;
+  readonly name: string;
+  /** One chunk store for every snapshot: snapshots share chunks, so they share its cache too. */
   readonly chunkStore: LocalChunkStore;
 
   private constructor(readonly root: string) {
+    this.name = root;
     this.chunkStore = new LocalChunkStore(root);
   }
 
   /** Opens a datastore directory (must contain `.chunks/`); nothing is created or locked. */
-  static async open(path: string): Promise<Datastore> {
+  static async open(path: string): Promise<LocalDatastore> {
     const root = resolve(path);
     try {
       const st = await stat(root);
@@ -68,7 +59,7 @@ export class Datastore {
     } catch (e) {
       throw new FormatError('not a PBS datastore (no .chunks directory)', { file: root, cause: e });
     }
-    return new Datastore(root);
+    return new LocalDatastore(root);
   }
 
   /** Absolute path of a datastore-relative path built from validated names. */
@@ -193,6 +184,23 @@ export class Datastore {
     }
     return files.sort();
   }
+
+  /** Opens a snapshot directory; files are read with readSnapshotFile, chunks from `.chunks/`. */
+  async openSnapshot(ns: Namespace, ref: SnapshotRef): Promise<SnapshotSource> {
+    if (!(await this.hasSnapshot(ns, ref))) {
+      const where = ns.length ? ` in namespace ${ns.join('/')}` : '';
+      throw new NotFoundError(`no such snapshot${where}`, { file: formatSnapshotRef(ref) });
+    }
+    return {
+      path: snapshotRelPath(ns, ref),
+      readFile: (name, maxBytes) => this.readSnapshotFile(ns, ref, name, maxBytes),
+      chunkStore: this.chunkStore,
+      close: async () => {},
+    };
+  }
+
+  /** Nothing to close: every file is opened and closed per read. */
+  async close(): Promise<void> {}
 
   /** Whether a snapshot directory exists (complete or not). */
   async hasSnapshot(ns: Namespace, ref: SnapshotRef): Promise<boolean> {
