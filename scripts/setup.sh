@@ -10,6 +10,8 @@
 #   e2fsprogs, dosfstools  mkfs.ext4 / mkfs.vfat for the disk images of the demo and tests.
 #   fdisk, lvm2, mtools, exfatprogs  sfdisk, LVM metadata, mcopy and mkfs.exfat: the partition
 #                    tables, volumes and filesystems of the disk-image tests.
+#   exfat-fuse       fills the exFAT test images through a loop device (the kernel has no exfat
+#                    driver); it needs fuse 2, not fuse3.
 #   sleuthkit        fls/icat: the independent reader the disk-image tests compare ours with.
 #   util-linux-extra fincore, used by the tests to see which files the kernel page cache holds.
 #   python3, make, g++     build tools for the zstd-napi addon (native-shims/zstd.ts says why it
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
-for pkg in fuse attr acl e2fsprogs dosfstools fdisk lvm2 mtools exfatprogs sleuthkit util-linux-extra python3 make g++ kmod; do
+for pkg in fuse attr acl e2fsprogs dosfstools fdisk lvm2 mtools exfatprogs exfat-fuse sleuthkit util-linux-extra python3 make g++ kmod; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

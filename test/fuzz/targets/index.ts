@@ -3,6 +3,7 @@ import type { FuzzTarget } from '../framework.js';
 import { blobTarget } from './blob.js';
 import { catalogTarget } from './catalog.js';
 import { datastorePathsTarget } from './datastore-paths.js';
+import { exfatTarget, fatTarget } from './fat.js';
 import { dynamicIndexTarget, fixedIndexTarget } from './index-files.js';
 import { keyFileTarget } from './key-file.js';
 import { manifestTarget } from './manifest.js';
@@ -19,6 +20,8 @@ export const TARGETS: FuzzTarget[] = [
   pxarSequentialTarget,
   pxarPayloadTarget,
   datastorePathsTarget,
+  fatTarget,
+  exfatTarget,
 ];
 
 export function findTarget(name: string): FuzzTarget {
