@@ -67,6 +67,11 @@ async function failure(p: Promise<unknown>): Promise<Error> {
   throw new Error('no error');
 }
 
+/** XORs one byte of an image (the damage a test plants). */
+function flip(img: Buffer, at: number, mask: number): void {
+  img.writeUInt8(img.readUInt8(at) ^ mask, at);
+}
+
 describe('damaged FAT16 image', () => {
   const boot = () => parseFatBootSector(fat16.subarray(0, 512), 'x');
   async function withFirstCluster(mutate: (img: Buffer, first: number) => void): Promise<Filesystem> {
@@ -119,7 +124,7 @@ describe('damaged exFAT image', () => {
     const img = Buffer.from(exfat);
     const fs = (await exfatDriver.open(new BufferReadAt('damaged.img', img))) as ExfatFilesystem;
     const ino = await inoOf(fs, 'hello.txt');
-    img[fs.boot.heapOffset + (ino - 3) * 32 + 64 + 2] ^= 0x01; // the first name unit
+    flip(img, fs.boot.heapOffset + (ino - 3) * 32 + 64 + 2, 0x01); // the first name unit
     const e = await failure((await exfatDriver.open(new BufferReadAt('damaged.img', img))).readdir(2));
     expect(e).toBeInstanceOf(IntegrityError);
     expect(e.message).toMatch(/^damaged\.img at offset \d+: exFAT: the entry set at byte \d+ fails its checksum/);
@@ -127,10 +132,10 @@ describe('damaged exFAT image', () => {
 
   it('uses the backup boot region when the main one fails its checksum, and refuses when both do', async () => {
     const img = Buffer.from(exfat);
-    img[100] ^= 0xff; // the serial number of the main boot sector
+    flip(img, 100, 0xff); // the serial number of the main boot sector
     const fs = await exfatDriver.open(new BufferReadAt('damaged.img', img));
     expect(fs.uuid).toBe((await exfatDriver.open(new BufferReadAt('good.img', exfat))).uuid);
-    img[12 * 512 + 100] ^= 0xff;
+    flip(img, 12 * 512 + 100, 0xff);
     const e = await failure(exfatDriver.open(new BufferReadAt('damaged.img', img)));
     expect(e).toBeInstanceOf(IntegrityError);
     expect(e.message).toMatch(/boot region checksum mismatch/);
