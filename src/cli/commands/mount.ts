@@ -482,7 +482,7 @@ async function daemonize(plan: MountPlan, logFile: string | undefined): Promise<
 export function register(program: Command): void {
   program
     .command('mount')
-    .description('mount a datastore, a snapshot or one archive read-only (FUSE; needs root)')
+    .description('mount a datastore, a snapshot or one archive read-only (FUSE: as root, or as a normal user through fusermount)')
     .argument('[args...]', '[SNAPSHOT [ARCHIVE]] MOUNTPOINT')
     .option('--cache-size <size>', 'memory for caches: decoded chunks, harvested metadata, small reads (bytes; suffixes K, M, G)', '128M')
     .option('--page-cache-max <size>', 'regular files larger than this bypass the kernel page cache and are read directly (faster streaming; small reads are cached by pbsfs)', '32M')
