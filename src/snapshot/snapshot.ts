@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { ENCRYPTED_HEADER_SIZE, MAX_BLOB_SIZE, decodeBlob, parseBlobHeader } from '../blob/data-blob.js';
 import { ChunkReader, DEFAULT_CACHE_BYTES } from '../chunks/chunk-reader.js';
 import { formatFingerprint, type CryptConfig } from '../crypto/crypt-config.js';
-import { CryptoError, FormatError, IntegrityError, NotFoundError, isPbsfsError } from '../errors.js';
+import { CryptoError, FormatError, IntegrityError, NotFoundError, UsageError, isPbsfsError } from '../errors.js';
 import { checkIndexAgainstManifest, type ChunkIndex } from '../index/chunk-index.js';
 import type { DamageReport } from '../index/damage-report.js';
 import { IndexReadAt } from '../index/index-read-at.js';
@@ -79,6 +79,11 @@ function candidateNames(name: string): string[] {
   return [`${name}.fidx`, `${name}.didx`, `${name}.blob`];
 }
 
+/** `index.json` or `index.json.blob`: the manifest, which the manifest itself does not list. */
+export function isManifestName(name: string): boolean {
+  return name === MANIFEST_BLOB_NAME || `${name}.blob` === MANIFEST_BLOB_NAME;
+}
+
 export class Snapshot {
   /** Datastore-relative directory, e.g. `ns/dev/host/testhost/2024-06-05T11:00:00Z`. */
   readonly path: string;
@@ -109,10 +114,11 @@ export class Snapshot {
           throw new NotFoundError('snapshot is incomplete (no index.json.blob: backup still running or aborted)', {
             file: rel,
             cause: e,
+            errorCode: 'snapshot-incomplete',
           });
         }
         const where = ns.length ? ` in namespace ${ns.join('/')}` : '';
-        throw new NotFoundError(`no such snapshot${where}`, { file: formatSnapshotRef(ref), cause: e });
+        throw new NotFoundError(`no such snapshot${where}`, { file: formatSnapshotRef(ref), cause: e, errorCode: 'snapshot-not-found' });
       }
       throw e;
     }
@@ -124,6 +130,12 @@ export class Snapshot {
     const keyCheck = checkManifestKey(manifest, opts.crypt, manifestName);
     const reader = opts.chunkReader ?? sharedChunkReader(ds, opts.crypt, opts.cacheBytes);
     return new Snapshot(ds, ns, ref, manifest, keyCheck, opts.crypt, reader, opts.damage);
+  }
+
+  /** The manifest as stored: the JSON text inside index.json.blob (`cat SNAPSHOT index.json`). */
+  async manifestText(): Promise<Buffer> {
+    const raw = await this.datastore.readSnapshotFile(this.ns, this.ref, MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES);
+    return decodeBlob(raw, { name: `${this.path}/${MANIFEST_BLOB_NAME}`, expectedCryptMode: 'none', maxSize: MAX_MANIFEST_BYTES, checkCrc: true });
   }
 
   /** `TYPE/ID/TIME` of this snapshot. */
@@ -140,6 +152,7 @@ export class Snapshot {
     const have = this.manifest.files.map((f) => f.filename).join(', ');
     throw new NotFoundError(`snapshot has no archive ${JSON.stringify(name)} (it has: ${have || 'nothing'})`, {
       file: this.path,
+      errorCode: 'archive-not-found',
     });
   }
 
@@ -158,7 +171,22 @@ export class Snapshot {
     if (has(meta) || has(payload)) {
       throw new FormatError(`split archive ${label} is incomplete: needs both ${meta} and ${payload}`, { file: this.path });
     }
-    throw new NotFoundError(`snapshot has no file archive ${JSON.stringify(name)}`, { file: this.path });
+    if (isManifestName(name)) {
+      throw new UsageError(`${MANIFEST_BLOB_NAME} is the snapshot's manifest, not a file archive: read it with \`pbsfs cat\``, {
+        file: this.path,
+        errorCode: 'not-a-file-archive',
+      });
+    }
+    // Another kind of file by that name: say which command reads it.
+    const other = candidateNames(name).map((c) => findManifestFile(this.manifest, c)).find((f) => f !== undefined);
+    if (other !== undefined) {
+      const what = other.filename.endsWith('.fidx') ? 'a disk image' : other.filename.endsWith('.blob') ? 'a blob' : 'not a pxar archive';
+      throw new UsageError(`${other.filename} is ${what}, not a file archive: read it with \`pbsfs cat\` or \`pbsfs mount\``, {
+        file: this.path,
+        errorCode: 'not-a-file-archive',
+      });
+    }
+    throw new NotFoundError(`snapshot has no file archive ${JSON.stringify(name)}`, { file: this.path, errorCode: 'archive-not-found' });
   }
 
   /** Fails (before any chunk is read) when an encrypted file is read without a key. */

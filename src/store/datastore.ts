@@ -58,7 +58,7 @@ export class Datastore {
       if (!st.isDirectory()) throw new FormatError('not a directory', { file: root });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError('datastore directory does not exist', { file: root, cause: e });
+        throw new NotFoundError('datastore directory does not exist', { file: root, cause: e, errorCode: 'datastore-not-found' });
       }
       throw fromSystemError(e, root, 'cannot open datastore');
     }

@@ -29,13 +29,12 @@ import { ChunkReader } from '../../chunks/chunk-reader.js';
 import { inlineChunkDecoder, type ChunkDecoder, type PipelinedDecoder } from '../../chunks/chunk-decoder.js';
 import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
 import { CryptConfig } from '../../crypto/crypt-config.js';
-import { loadKeyFile } from '../../crypto/key-config.js';
 import { childProcessEnv, getPassphrase } from '../../crypto/passphrase.js';
 import { PbsfsError, UsageError, fromSystemError, isPbsfsError } from '../../errors.js';
 import { HarvestBudget } from '../../pxar/metadata-harvest.js';
 import { checkMountpoint, mountCore, type MountedFs } from '../../fuse/mount.js';
 import { Snapshot } from '../../snapshot/snapshot.js';
-import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
+import { formatNamespace, formatSnapshotRef, parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
 import { Datastore } from '../../store/datastore.js';
 import { parseSize, formatBytes, isAllZero } from '../../util/bytes.js';
 import { VfsCore } from '../../vfs/core.js';
@@ -48,6 +47,8 @@ import { ALLOW_DAMAGED_HELP, ALLOW_DAMAGED_WARNING, damageReportLines } from '..
 import { DamageReport, formatDamageEntry } from '../../index/damage-report.js';
 import { decodeThreadsSetting } from '../decode-threads.js';
 import { KeySource } from '../snapshot-args.js';
+import { existingDefaultKey, loadKeyFileArg } from '../key-file-arg.js';
+import { selectSnapshot } from '../snapshot-select.js';
 
 /**
  * The mount process keeps one thread-pool thread blocked reading /dev/fuse and reads chunk files
@@ -479,6 +480,12 @@ async function daemonize(plan: MountPlan, logFile: string | undefined): Promise<
   if (!outcome.ok) throw new ChildFailed(outcome.message ?? 'mount failed', outcome.exitCode ?? 1);
 }
 
+/** --keyfile, else (without --master-keyfile) the default key file if there is one. */
+function resolveKeyfile(keyfile: string | undefined, masterKeyfile: string | undefined): string | undefined {
+  if (keyfile !== undefined) return resolve(keyfile);
+  return masterKeyfile === undefined ? existingDefaultKey() : undefined;
+}
+
 export function register(program: Command): void {
   program
     .command('mount')
@@ -506,8 +513,15 @@ export function register(program: Command): void {
         const g = globalOptions(cmd);
         if (args.length < 1 || args.length > 3) throw new UsageError('usage: pbsfs mount [SNAPSHOT [ARCHIVE]] MOUNTPOINT');
         const mountpoint = checkMountpoint(args[args.length - 1]!);
-        const snapshot = args.length >= 2 ? args[0] : undefined;
-        if (snapshot !== undefined) parseSnapshotRef(snapshot); // syntax errors now, not in the child
+        const snapshotArg = args.length >= 2 ? args[0] : undefined;
+        // `latest`, a group or an `ns/...` prefix: resolved here, so the child gets one snapshot.
+        let snapshot: string | undefined;
+        let ns = g.ns;
+        if (snapshotArg !== undefined) {
+          const sel = await selectSnapshot(await Datastore.open(resolve(requireRepository(g))), parseNamespace(g.ns ?? ''), snapshotArg);
+          snapshot = formatSnapshotRef(sel.ref);
+          ns = sel.ns.length > 0 ? formatNamespace(sel.ns) : undefined;
+        }
         const readahead = Number(opts.readahead);
         if (!Number.isInteger(readahead) || readahead < 0 || readahead > 64) {
           throw new UsageError(`--readahead must be a whole number from 0 to 64, got ${JSON.stringify(opts.readahead)}`);
@@ -516,8 +530,8 @@ export function register(program: Command): void {
         const pageCacheMaxFileBytes = parseSize(opts.pageCacheMax);
         const plan: MountPlan = {
           repository: resolve(requireRepository(g)),
-          ns: g.ns,
-          keyfile: g.keyfile !== undefined ? resolve(g.keyfile) : undefined,
+          ns,
+          keyfile: resolveKeyfile(g.keyfile, g.masterKeyfile),
           masterKeyfile: g.masterKeyfile !== undefined ? resolve(g.masterKeyfile) : undefined,
           snapshot,
           archive: args.length === 3 ? args[1] : undefined,
@@ -536,7 +550,7 @@ export function register(program: Command): void {
           ...(opts.allowDamaged ? { allowDamaged: true } : {}),
         };
         // The key is unlocked here, on the user's terminal; the child gets the result.
-        if (plan.keyfile !== undefined) plan.keyHex = (await loadKeyFile(plan.keyfile)).crypt.encKey.toString('hex');
+        if (plan.keyfile !== undefined) plan.keyHex = (await loadKeyFileArg(plan.keyfile)).crypt.encKey.toString('hex');
         if (plan.masterKeyfile !== undefined) plan.masterPassphrase = await getPassphrase({ prompt: 'Master Key Password: ' });
         if (opts.foreground) {
           const r = await runMount(plan, () =>
