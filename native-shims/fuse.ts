@@ -4,8 +4,8 @@
  * pbsfs does not load a native FUSE binding. It opens /dev/fuse itself, asks mount(8) to attach
  * that descriptor at the mount point (the kernel's `fd=N` mount option; the descriptor is passed
  * to mount(8) as its fd 3) and then speaks the kernel protocol in TypeScript (src/fuse/). Mounting
- * this way needs root (CAP_SYS_ADMIN), as the setuid fusermount helper hands its descriptor back
- * only over an SCM_RIGHTS socket, which Node cannot receive.
+ * this way needs root (CAP_SYS_ADMIN); a normal user mounts through the setuid fusermount
+ * instead (./fusermount.ts).
  *
  * Nothing here runs unless a command mounts or unmounts, so other commands never touch FUSE.
  */
@@ -24,6 +24,11 @@ function which(cmd: string): string | undefined {
   }
   for (const p of [`/usr/bin/${cmd}`, `/bin/${cmd}`, `/usr/sbin/${cmd}`, `/sbin/${cmd}`]) if (existsSync(p)) return p;
   return undefined;
+}
+
+/** The fusermount helper (libfuse 2's, else libfuse 3's), if installed. */
+export function fuseHelperPath(): string | undefined {
+  return which('fusermount') ?? which('fusermount3');
 }
 
 /** Opens /dev/fuse read-write; clear errors when it is missing or refused. */
@@ -75,7 +80,7 @@ function run(cmd: string, args: string[], extraFd?: number): Promise<{ code: num
  */
 export async function kernelMount(fd: number, mountpoint: string, o: KernelMountOptions): Promise<void> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    throw new FuseSetupError('mounting needs root: pbsfs attaches its FUSE session with mount(8) (run pbsfs mount as root)');
+    throw new FuseSetupError('kernelMount needs root (a normal user mounts through fusermount)');
   }
   const mountCmd = which('mount');
   if (mountCmd === undefined) throw new FuseSetupError(`mount(8) is not installed (${SETUP_HINT})`);
@@ -104,7 +109,7 @@ export type UnmountResult = 'unmounted' | 'busy' | 'not-mounted' | 'failed';
  * still open there.
  */
 export async function kernelUnmount(mountpoint: string, lazy = false): Promise<{ result: UnmountResult; message: string }> {
-  const fusermount = which('fusermount') ?? which('fusermount3');
+  const fusermount = fuseHelperPath();
   let r: { code: number; stderr: string };
   if (fusermount !== undefined) r = await run(fusermount, [lazy ? '-uz' : '-u', mountpoint]);
   else {

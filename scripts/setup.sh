@@ -15,7 +15,9 @@
 #   sleuthkit        fls/icat: the independent reader the disk-image tests compare ours with.
 #   util-linux-extra fincore, used by the tests to see which files the kernel page cache holds.
 #   python3, make, g++     build tools for the zstd-napi addon (native-shims/zstd.ts says why it
-#                    is used on every Node, not only where node:zlib lacks zstd).
+#                    is used on every Node, not only where node:zlib lacks zstd) and for our
+#                    fdpass addon (native-shims/fdpass/: receives the /dev/fuse descriptor from
+#                    fusermount, which a mount by a normal user needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +47,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 npm run build --silent
+make -s -C native-shims/fdpass
 chmod +x dist/src/cli/main.js
 # Put `pbsfs` on PATH (what the demo and the README's commands call), pointing at this checkout.
 if [ "$(id -u)" -eq 0 ] && [ -d /usr/local/bin ]; then

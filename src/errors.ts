@@ -22,6 +22,8 @@ export interface ErrorContext {
   /** Byte offset inside `file` where the problem was found. */
   offset?: number | bigint;
   cause?: unknown;
+  /** The condition's stable code (docs/cli.md lists them); default: the kind's own code. */
+  errorCode?: string;
 }
 
 const EXIT_CODES: Record<ErrorKind, number> = {
@@ -34,6 +36,21 @@ const EXIT_CODES: Record<ErrorKind, number> = {
   io: 6,
   limit: 3,
 };
+
+/** The stable code of an error that names no narrower condition. */
+const KIND_CODES: Record<ErrorKind, string> = {
+  format: 'format-error',
+  integrity: 'integrity-error',
+  crypto: 'crypto-error',
+  'not-found': 'not-found',
+  usage: 'usage-error',
+  unsupported: 'unsupported',
+  io: 'io-error',
+  limit: 'limit-exceeded',
+};
+
+/** Conditions whose exit status is not their kind's: a missing chunk is damage, not a lookup miss. */
+const CODE_EXIT_CODES: Record<string, number> = { 'chunk-missing': 3 };
 
 const ERRNO: Record<ErrorKind, string> = {
   format: 'EIO',
@@ -50,6 +67,8 @@ export class PbsfsError extends Error {
   readonly kind: ErrorKind;
   readonly file: string | undefined;
   readonly offset: number | bigint | undefined;
+  /** Stable code of the condition, e.g. `snapshot-not-found` (printed in JSON errors). */
+  readonly errorCode: string;
 
   constructor(kind: ErrorKind, problem: string, ctx: ErrorContext = {}) {
     super(formatMessage(problem, ctx), ctx.cause !== undefined ? { cause: ctx.cause } : undefined);
@@ -57,11 +76,12 @@ export class PbsfsError extends Error {
     this.kind = kind;
     this.file = ctx.file;
     this.offset = ctx.offset;
+    this.errorCode = ctx.errorCode ?? KIND_CODES[kind];
   }
 
-  /** Process exit status for the CLI: 2 or more, by kind. */
+  /** Process exit status for the CLI: 2 or more, by condition, else by kind. */
   get exitCode(): number {
-    return EXIT_CODES[this.kind];
+    return CODE_EXIT_CODES[this.errorCode] ?? EXIT_CODES[this.kind];
   }
 
   /** errno name the FUSE adapter answers with. */
@@ -139,7 +159,8 @@ export class IoError extends PbsfsError {
 export function rewrapError(e: PbsfsError, problem: string, ctx: ErrorContext): PbsfsError | undefined {
   const Ctor = e.constructor as new (problem: string, ctx: ErrorContext & { code?: string }) => PbsfsError;
   try {
-    const wrapped = new Ctor(problem, e instanceof IoError && e.syscallCode !== undefined ? { ...ctx, code: e.syscallCode } : ctx);
+    const withCode = { errorCode: e.errorCode, ...ctx };
+    const wrapped = new Ctor(problem, e instanceof IoError && e.syscallCode !== undefined ? { ...withCode, code: e.syscallCode } : withCode);
     return wrapped.kind === e.kind ? wrapped : undefined;
   } catch {
     return undefined;

@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { isPbsfsError, UsageError } from '../errors.js';
 import type { S3Options } from '../store/s3-config.js';
+import { EXIT } from './exit-codes.js';
 
 export type OutputFormat = 'text' | 'json' | 'json-pretty';
 
@@ -31,7 +32,7 @@ export function addGlobalOptions(program: Command): Command {
     .option('--ns <namespace>', 'namespace, e.g. dev or dev/sub')
     .option('--keyfile <file>', 'encryption key file (passphrase from PBS_ENCRYPTION_PASSWORD[_FILE|_FD|_CMD] or a prompt)')
     .option('--master-keyfile <pem>', 'RSA master private key: recover the key from the snapshot (rsa-encrypted.key.blob)')
-    .option('--output-format <format>', 'text, json or json-pretty', 'text')
+    .option('--output-format <format>', 'text, json or json-pretty (env PROXMOX_OUTPUT_FORMAT; default text)')
     .option('--debug', 'show stack traces on errors', false)
     .option('--s3-endpoint <url>', 'S3 endpoint for s3:// repositories (env PBS_S3_ENDPOINT; default AWS for the region)')
     .option('--s3-region <region>', 'S3 region (env AWS_REGION; default us-west-1)')
@@ -41,10 +42,14 @@ export function addGlobalOptions(program: Command): Command {
 /** The global options as seen from any (sub)command. */
 export function globalOptions(cmd: Command): GlobalOptions {
   const o = cmd.optsWithGlobals() as Record<string, unknown>;
-  const fmt = String(o.outputFormat ?? 'text') as OutputFormat;
-  if (!FORMATS.includes(fmt)) throw new UsageError(`--output-format must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(fmt)}`);
+  const fmt = outputFormatOf(o);
+  jsonErrors = fmt !== 'text';
+  if (!FORMATS.includes(fmt)) {
+    jsonErrors = false;
+    throw new UsageError(`--output-format must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(fmt)}`, { errorCode: 'option-invalid' });
+  }
   if (o.keyfile !== undefined && o.masterKeyfile !== undefined) {
-    throw new UsageError('give either --keyfile or --master-keyfile, not both');
+    throw new UsageError('give either --keyfile or --master-keyfile, not both', { errorCode: 'option-conflict' });
   }
   const repo = (o.repository as string | undefined) ?? process.env.PBS_REPOSITORY;
   return {
@@ -58,6 +63,12 @@ export function globalOptions(cmd: Command): GlobalOptions {
   };
 }
 
+/** --output-format, else PROXMOX_OUTPUT_FORMAT (as upstream's tools), else text. */
+function outputFormatOf(o: Record<string, unknown>): OutputFormat {
+  const env = process.env.PROXMOX_OUTPUT_FORMAT;
+  return String(o.outputFormat ?? (env !== undefined && env !== '' ? env : 'text')) as OutputFormat;
+}
+
 function normaliseNs(ns: string | undefined): string | undefined {
   if (ns === undefined) return undefined;
   const t = ns.replace(/^\/+|\/+$/g, '');
@@ -67,7 +78,11 @@ function normaliseNs(ns: string | undefined): string | undefined {
 /** The repository string (a datastore path, `[[AUTHID@]HOST[:PORT]:]STORE`, `s3://BUCKET/STORE`). */
 export function requireRepository(g: GlobalOptions): string {
   const r = g.repository;
-  if (r === undefined) throw new UsageError('no repository given: use --repository PATH|[[AUTHID@]HOST[:PORT]:]STORE or set PBS_REPOSITORY');
+  if (r === undefined) {
+    throw new UsageError('no repository given: use --repository PATH|[[AUTHID@]HOST[:PORT]:]STORE or set PBS_REPOSITORY', {
+      errorCode: 'repository-missing',
+    });
+  }
   return r;
 }
 
@@ -82,26 +97,34 @@ export function printResult(g: GlobalOptions, value: unknown, text: () => string
 }
 
 /** Prints an aligned text table (first row = header). */
-export function renderTable(rows: string[][]): string {
+export function renderTable(allRows: string[][]): string {
+  // PROXMOX_OUTPUT_NO_HEADER (upstream's switch) drops the header row.
+  const noHeader = (process.env.PROXMOX_OUTPUT_NO_HEADER ?? '') !== '';
+  const rows = noHeader ? allRows.slice(1) : allRows;
   const widths: number[] = [];
   for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n');
 }
 
 let debugMode = false;
+/** Errors as a JSON object on stderr: set once the output format is known to be JSON. */
+let jsonErrors = false;
 
-/** Reports an error the way every command does and returns the exit code. */
+/**
+ * Reports an error the way every command does and returns the exit code: one sentence on
+ * stderr, or `{"error": {"code", "message", "exit-code"}}` under a JSON output format.
+ */
 export function reportError(e: unknown): number {
-  if (isPbsfsError(e)) {
-    process.stderr.write(`pbsfs: ${e.message}\n`);
-    if (debugMode && e.stack) process.stderr.write(e.stack + '\n');
-    return e.exitCode;
-  }
+  const known = isPbsfsError(e);
+  const code = known ? e.errorCode : 'internal-error';
+  const exit = known ? e.exitCode : EXIT.internal;
   const msg = e instanceof Error ? e.message : String(e);
-  process.stderr.write(`pbsfs: internal error: ${msg}\n`);
+  const text = known ? msg : `internal error: ${msg}`;
+  if (jsonErrors) process.stderr.write(JSON.stringify({ error: { code, message: text, 'exit-code': exit } }) + '\n');
+  else process.stderr.write(`pbsfs: ${text}\n`);
   if (debugMode && e instanceof Error && e.stack) process.stderr.write(e.stack + '\n');
-  else process.stderr.write('pbsfs: (run with --debug for details)\n');
-  return 1;
+  else if (!known && !jsonErrors) process.stderr.write('pbsfs: (run with --debug for details)\n');
+  return exit;
 }
 
 /**

@@ -69,7 +69,7 @@ const CAT_PIECE = 1024 * 1024;
 export async function catPxarPath(args: CatPxarPathArgs): Promise<void> {
   const { core, name } = await openArchiveVfs(args.snapshot, args.archive);
   const node = await core.lookupPath(args.path);
-  if (node === undefined) throw new NotFoundError(`no such file in the archive: ${args.path}`, { file: name });
+  if (node === undefined) throw new NotFoundError(`no such file in the archive: ${args.path}`, { file: name, errorCode: 'path-not-found' });
   if (node.kind !== 'file' || node.open === undefined) {
     throw new UsageError(`${args.path} is a ${node.kind}, not a regular file`, { file: name });
   }

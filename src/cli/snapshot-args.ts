@@ -6,17 +6,18 @@
 import { ChunkReader, type ChunkDecoder } from '../chunks/chunk-reader.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import type { CryptConfig } from '../crypto/crypt-config.js';
-import { loadKeyFile } from '../crypto/key-config.js';
 import { recoverKeyWithMasterKeyFile } from '../crypto/master-key.js';
 import { getPassphrase } from '../crypto/passphrase.js';
 import { NotFoundError, UnsupportedError } from '../errors.js';
 import type { DamageReport } from '../index/damage-report.js';
 import { findManifestFile } from '../manifest/manifest.js';
 import { Snapshot } from '../snapshot/snapshot.js';
-import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../store/backup-ref.js';
+import { parseNamespace, type Namespace, type SnapshotRef } from '../store/backup-ref.js';
 import type { Repository } from '../store/repository.js';
 import type { GlobalOptions } from './context.js';
+import { existingDefaultKey, loadKeyFileArg } from './key-file-arg.js';
 import { openRepositoryArg } from './open-repositories.js';
+import { selectSnapshot } from './snapshot-select.js';
 
 export const RSA_KEY_BLOB = 'rsa-encrypted.key.blob';
 
@@ -37,13 +38,16 @@ export async function loadCrypt(g: GlobalOptions): Promise<CryptConfig | undefin
   if (g.masterKeyfile !== undefined) {
     throw new UnsupportedError('--master-keyfile is not supported by this command; recover the key first and use --keyfile');
   }
-  if (g.keyfile === undefined) return undefined;
-  return (await loadKeyFile(g.keyfile)).crypt;
+  const file = g.keyfile ?? existingDefaultKey();
+  if (file === undefined) return undefined;
+  return (await loadKeyFileArg(file)).crypt;
 }
 
 /**
  * Where the key comes from. --keyfile gives one key for everything; --master-keyfile recovers
  * each snapshot's key from its rsa-encrypted.key.blob (the PEM passphrase is asked once).
+ * Without either, the default key file (key-file-arg.ts) is used for snapshots that have
+ * encrypted or signed files, so reading a plain snapshot never asks for a passphrase.
  */
 export class KeySource {
   private fileKey: Promise<CryptConfig> | undefined;
@@ -52,9 +56,16 @@ export class KeySource {
 
   constructor(private readonly g: GlobalOptions) {}
 
-  get given(): boolean {
-    return this.g.keyfile !== undefined || this.g.masterKeyfile !== undefined;
+  private keyFromFile(file: string): Promise<CryptConfig> {
+    this.fileKey ??= loadKeyFileArg(file).then((k) => k.crypt);
+    return this.fileKey;
   }
+
+  get given(): boolean {
+    return this.g.keyfile !== undefined || this.g.masterKeyfile !== undefined || this.defaultKey !== undefined;
+  }
+
+  private readonly defaultKey = existingDefaultKey();
 
   /**
    * The key for one snapshot, or undefined when none was given. With --master-keyfile, a
@@ -62,12 +73,15 @@ export class KeySource {
    * (verify then checks what it can without a key).
    */
   async forSnapshot(ds: Repository, ns: Namespace, ref: SnapshotRef, lenient = false): Promise<CryptConfig | undefined> {
-    if (this.g.keyfile !== undefined) {
-      this.fileKey ??= loadKeyFile(this.g.keyfile).then((k) => k.crypt);
-      return this.fileKey;
-    }
+    if (this.g.keyfile !== undefined) return this.keyFromFile(this.g.keyfile);
     const pem = this.g.masterKeyfile;
-    if (pem === undefined) return undefined;
+    if (pem === undefined) {
+      if (this.defaultKey === undefined) return undefined;
+      const plain = await Snapshot.open(ds, ns, ref, { cacheBytes: 0 });
+      const encrypted = plain.manifest.files.some((f) => f.cryptMode !== 'none');
+      await plain.close();
+      return encrypted ? this.keyFromFile(this.defaultKey) : undefined;
+    }
     // The manifest (read without a key) says whether there is an RSA copy of the key.
     const plain = await Snapshot.open(ds, ns, ref, { cacheBytes: 0 });
     try {
@@ -112,9 +126,8 @@ export async function openSnapshotArg(
   snapshotArg: string,
   opts: { cacheBytes?: number; decoder?: ChunkDecoder; damage?: DamageReport } = {},
 ): Promise<OpenedSnapshotArgs> {
-  const ref = parseSnapshotRef(snapshotArg);
-  const ns = namespaceOf(g);
   const ds = await openDatastore(g);
+  const { ns, ref } = await selectSnapshot(ds, namespaceOf(g), snapshotArg);
   const crypt = await new KeySource(g).forSnapshot(ds, ns, ref);
   const { decoder, ...rest } = opts;
   // A custom decoder (e.g. a worker pool) needs a reader of its own.

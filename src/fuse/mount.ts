@@ -7,6 +7,7 @@ import { opendirSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { IoError, NotFoundError, UsageError } from '../errors.js';
 import { closeFuseDevice, findMount, kernelMount, kernelUnmount, openFuseDevice, setReadAheadKb, FuseSetupError } from '../../native-shims/fuse.js';
+import { fusermountMount } from '../../native-shims/fusermount.js';
 import type { VfsCore } from '../vfs/core.js';
 import { FuseAdapter } from './adapter.js';
 import { FuseSession } from './session.js';
@@ -76,11 +77,14 @@ function isEmptyDir(path: string): boolean {
 
 export async function mountCore(core: VfsCore, mountpoint: string, o: MountOptions = {}): Promise<MountedFs> {
   const abs = checkMountpoint(mountpoint);
+  const asRoot = process.getuid?.() === 0;
   let fd: number;
   try {
-    fd = openFuseDevice();
+    // Root opens /dev/fuse and mounts it with mount(8); a normal user gets the descriptor of a
+    // mount that fusermount made.
+    fd = asRoot ? openFuseDevice() : await fusermountMount(abs, { source: o.source ?? 'pbsfs', allowOther: o.allowOther ?? false });
   } catch (e) {
-    throw new IoError(e instanceof FuseSetupError ? e.message : String(e), { file: '/dev/fuse' });
+    throw new IoError(e instanceof FuseSetupError ? e.message : String(e), { file: asRoot ? '/dev/fuse' : abs });
   }
   let initDone!: () => void;
   const initialised = new Promise<void>((r) => (initDone = r));
@@ -93,17 +97,19 @@ export async function mountCore(core: VfsCore, mountpoint: string, o: MountOptio
   });
   const session = new FuseSession(fd, adapter.dispatch, (e) => o.log?.(`pbsfs: /dev/fuse: ${e.message}`));
   session.start();
-  try {
-    await kernelMount(fd, abs, {
-      source: o.source ?? 'pbsfs',
-      allowOther: o.allowOther ?? false,
-      userId: process.getuid?.() ?? 0,
-      groupId: process.getgid?.() ?? 0,
-    });
-  } catch (e) {
-    session.abort();
-    closeFuseDevice(fd);
-    throw new IoError(e instanceof Error ? e.message : String(e), { file: abs });
+  if (asRoot) {
+    try {
+      await kernelMount(fd, abs, {
+        source: o.source ?? 'pbsfs',
+        allowOther: o.allowOther ?? false,
+        userId: process.getuid?.() ?? 0,
+        groupId: process.getgid?.() ?? 0,
+      });
+    } catch (e) {
+      session.abort();
+      closeFuseDevice(fd);
+      throw new IoError(e instanceof Error ? e.message : String(e), { file: abs });
+    }
   }
   await initialised;
   // Backup data is read in chunks of MiBs: let the kernel read ahead that far (root only; best

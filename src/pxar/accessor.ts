@@ -426,7 +426,7 @@ export class PxarAccessor {
   async requirePath(path: string | Buffer): Promise<PxarEntry> {
     const e = await this.lookupPath(path);
     if (e === undefined) {
-      throw new NotFoundError(`no such file or directory in the archive: ${path.toString()}`, { file: this.archive.name });
+      throw new NotFoundError(`no such file or directory in the archive: ${path.toString()}`, { file: this.archive.name, errorCode: 'path-not-found' });
     }
     return e;
   }

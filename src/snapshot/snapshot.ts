@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { ENCRYPTED_HEADER_SIZE, MAX_BLOB_SIZE, decodeBlob, parseBlobHeader } from '../blob/data-blob.js';
 import { ChunkReader, DEFAULT_CACHE_BYTES } from '../chunks/chunk-reader.js';
 import { formatFingerprint, type CryptConfig } from '../crypto/crypt-config.js';
-import { CryptoError, FormatError, IntegrityError, NotFoundError, isPbsfsError } from '../errors.js';
+import { CryptoError, FormatError, IntegrityError, NotFoundError, UsageError, isPbsfsError } from '../errors.js';
 import { checkIndexAgainstManifest, type ChunkIndex } from '../index/chunk-index.js';
 import type { DamageReport } from '../index/damage-report.js';
 import { IndexReadAt } from '../index/index-read-at.js';
@@ -91,6 +91,7 @@ export async function readManifest(source: SnapshotSource, ref: SnapshotRef): Pr
       throw new NotFoundError('snapshot is incomplete (no index.json.blob: backup still running or aborted)', {
         file: source.path,
         cause: e,
+        errorCode: 'snapshot-incomplete',
       });
     }
     throw e;
@@ -107,6 +108,11 @@ export async function readManifest(source: SnapshotSource, ref: SnapshotRef): Pr
 function candidateNames(name: string): string[] {
   if (/\.(fidx|didx|blob)$/.test(name)) return [name];
   return [`${name}.fidx`, `${name}.didx`, `${name}.blob`];
+}
+
+/** `index.json` or `index.json.blob`: the manifest, which the manifest itself does not list. */
+export function isManifestName(name: string): boolean {
+  return name === MANIFEST_BLOB_NAME || `${name}.blob` === MANIFEST_BLOB_NAME;
 }
 
 export class Snapshot {
@@ -154,6 +160,12 @@ export class Snapshot {
     await this.source.close();
   }
 
+  /** The manifest as stored: the JSON text inside index.json.blob (`cat SNAPSHOT index.json`). */
+  async manifestText(): Promise<Buffer> {
+    const raw = await this.source.readFile(MANIFEST_BLOB_NAME, MAX_MANIFEST_BYTES);
+    return decodeBlob(raw, { name: `${this.path}/${MANIFEST_BLOB_NAME}`, expectedCryptMode: 'none', maxSize: MAX_MANIFEST_BYTES, checkCrc: true });
+  }
+
   /** `TYPE/ID/TIME` of this snapshot. */
   get refString(): string {
     return formatSnapshotRef(this.ref);
@@ -168,6 +180,7 @@ export class Snapshot {
     const have = this.manifest.files.map((f) => f.filename).join(', ');
     throw new NotFoundError(`snapshot has no archive ${JSON.stringify(name)} (it has: ${have || 'nothing'})`, {
       file: this.path,
+      errorCode: 'archive-not-found',
     });
   }
 
@@ -186,7 +199,22 @@ export class Snapshot {
     if (has(meta) || has(payload)) {
       throw new FormatError(`split archive ${label} is incomplete: needs both ${meta} and ${payload}`, { file: this.path });
     }
-    throw new NotFoundError(`snapshot has no file archive ${JSON.stringify(name)}`, { file: this.path });
+    if (isManifestName(name)) {
+      throw new UsageError(`${MANIFEST_BLOB_NAME} is the snapshot's manifest, not a file archive: read it with \`pbsfs cat\``, {
+        file: this.path,
+        errorCode: 'not-a-file-archive',
+      });
+    }
+    // Another kind of file by that name: say which command reads it.
+    const other = candidateNames(name).map((c) => findManifestFile(this.manifest, c)).find((f) => f !== undefined);
+    if (other !== undefined) {
+      const what = other.filename.endsWith('.fidx') ? 'a disk image' : other.filename.endsWith('.blob') ? 'a blob' : 'not a pxar archive';
+      throw new UsageError(`${other.filename} is ${what}, not a file archive: read it with \`pbsfs cat\` or \`pbsfs mount\``, {
+        file: this.path,
+        errorCode: 'not-a-file-archive',
+      });
+    }
+    throw new NotFoundError(`snapshot has no file archive ${JSON.stringify(name)}`, { file: this.path, errorCode: 'archive-not-found' });
   }
 
   /** Fails (before any chunk is read) when an encrypted file is read without a key. */

@@ -76,7 +76,7 @@ export class LocalChunkStore implements ChunkStore {
       fh = await open(join(this.root, rel), constants.O_RDONLY | constants.O_NOFOLLOW | (direct ? constants.O_DIRECT : 0));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError(`chunk is missing from the datastore`, { file: rel, cause: e });
+        throw new NotFoundError(`chunk is missing from the datastore`, { file: rel, cause: e, errorCode: 'chunk-missing' });
       }
       throw fromSystemError(e, rel, 'cannot open chunk');
     }

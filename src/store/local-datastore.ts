@@ -49,7 +49,7 @@ export class LocalDatastore implements Repository {
       if (!st.isDirectory()) throw new FormatError('not a directory', { file: root });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new NotFoundError('datastore directory does not exist', { file: root, cause: e });
+        throw new NotFoundError('datastore directory does not exist', { file: root, cause: e, errorCode: 'datastore-not-found' });
       }
       throw fromSystemError(e, root, 'cannot open datastore');
     }
@@ -189,7 +189,7 @@ export class LocalDatastore implements Repository {
   async openSnapshot(ns: Namespace, ref: SnapshotRef): Promise<SnapshotSource> {
     if (!(await this.hasSnapshot(ns, ref))) {
       const where = ns.length ? ` in namespace ${ns.join('/')}` : '';
-      throw new NotFoundError(`no such snapshot${where}`, { file: formatSnapshotRef(ref) });
+      throw new NotFoundError(`no such snapshot${where}`, { file: formatSnapshotRef(ref), errorCode: 'snapshot-not-found' });
     }
     return {
       path: snapshotRelPath(ns, ref),

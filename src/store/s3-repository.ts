@@ -191,7 +191,7 @@ export class S3Repository implements Repository {
     const g = tree.namespaces.get(formatNamespace(ns))?.groups.get(`${ref.type}/${ref.id}`);
     if (!g?.snapshots.has(ref.time)) {
       const where = ns.length ? ` in namespace ${ns.join('/')}` : '';
-      throw new NotFoundError(`no such snapshot${where} in ${this.name}`, { file: formatSnapshotRef(ref) });
+      throw new NotFoundError(`no such snapshot${where} in ${this.name}`, { file: formatSnapshotRef(ref), errorCode: 'snapshot-not-found' });
     }
     const dir = snapshotRelPath(ns, ref);
     return {

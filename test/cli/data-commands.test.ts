@@ -59,7 +59,13 @@ describe('pbsfs snapshots', () => {
     );
     for (const it of items) {
       const s = rootSnaps.find((x) => refOf(x.path) === formatSnapshotRef({ type: it['backup-type'] as 'vm', id: it['backup-id'] as string, time: it['backup-time'] as number }))!;
-      expect(it.files).toEqual(Object.keys(s.files).sort());
+      // Upstream's `snapshot list` shape: objects with filename, crypt-mode and size.
+      const files = it.files as { filename: string; 'crypt-mode': string; size: number }[];
+      expect(files.map((f) => f.filename).sort()).toEqual(Object.keys(s.files).sort());
+      for (const f of files) {
+        expect(['none', 'sign-only', 'encrypt']).toContain(f['crypt-mode']);
+        expect(Number.isInteger(f.size)).toBe(true);
+      }
       expect(it['crypt-mode']).toBe(s.crypt_mode);
       expect(typeof it.size).toBe('number');
     }

@@ -3,8 +3,11 @@ import { dirname, join, resolve } from 'node:path';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const projectRoot = resolve(here, '..', '..');
-/** ../shared/vectors, read-only reference data made by the upstream implementation. */
-export const vectorsDir = resolve(projectRoot, '..', 'shared', 'vectors');
+/**
+ * ../shared/vectors, read-only reference data made by the upstream implementation
+ * (PBSFS_VECTORS names it for a checkout that is not beside shared/, e.g. a git worktree).
+ */
+export const vectorsDir = process.env.PBSFS_VECTORS ?? resolve(projectRoot, '..', 'shared', 'vectors');
 export const datastoreDir = join(vectorsDir, 'datastore', 'store');
 export const keysDir = join(vectorsDir, 'keys');
 export const blobsDir = join(vectorsDir, 'blobs');

@@ -11,6 +11,7 @@ import type { ChunkDecoder } from '../../chunks/chunk-decoder.js';
 import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
 import { decodeThreadsSetting } from '../decode-threads.js';
 import { catPxarPath } from '../pxar-hooks.js';
+import { isManifestName } from '../../snapshot/snapshot.js';
 import { OutputClosed, writeWithBackpressure } from '../stream-out.js';
 import { openSnapshotArg } from '../snapshot-args.js';
 import { ALLOW_DAMAGED_HELP, finishDamageReport, startDamageReport, withDamageNote } from '../damage-output.js';
@@ -85,8 +86,10 @@ export function register(program: Command): void {
           if (path !== undefined) {
             await catPxarPath({ snapshot, archive, path, out });
           } else {
-            const entry = snapshot.resolveFile(archive);
-            if (entry.filename.endsWith('.blob')) {
+            const entry = isManifestName(archive) ? undefined : snapshot.resolveFile(archive);
+            if (entry === undefined) {
+              await writeWithBackpressure(out, await snapshot.manifestText());
+            } else if (entry.filename.endsWith('.blob')) {
               await writeWithBackpressure(out, await snapshot.readBlob(entry.filename));
             } else {
               const { readAt } = await snapshot.openIndex(entry.filename);

@@ -8,7 +8,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { action, globalOptions, printResult, renderTable } from '../context.js';
@@ -35,15 +34,12 @@ import {
 } from '../../crypto/master-key.js';
 import { decodeBlob, parseBlobHeader, UNCOMPRESSED_BLOB_MAGIC, COMPRESSED_BLOB_MAGIC } from '../../blob/data-blob.js';
 import { parseRfc3339 } from '../../util/rfc3339.js';
+import { defaultKeyPath } from '../key-file-arg.js';
 
 const KDFS: readonly KdfName[] = ['scrypt', 'pbkdf2', 'none'];
 const NEW_PASSPHRASE_ENV = 'PBS_NEW_ENCRYPTION_PASSWORD';
 
-/** $XDG_CONFIG_HOME/proxmox-backup/encryption-key.json, as the upstream client. */
-export function defaultKeyPath(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env.XDG_CONFIG_HOME !== undefined && env.XDG_CONFIG_HOME !== '' ? env.XDG_CONFIG_HOME : join(homedir(), '.config');
-  return join(base, 'proxmox-backup', 'encryption-key.json');
-}
+export { defaultKeyPath };
 
 function parseKdf(s: string | undefined): KdfName {
   const k = (s ?? 'scrypt').toLowerCase() as KdfName;

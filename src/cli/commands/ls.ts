@@ -130,7 +130,7 @@ export function register(program: Command): void {
         const { snapshot } = await openSnapshotArg(g, snapshotArg);
         const { core, name } = await openArchiveVfs(snapshot, archive);
         const node = await core.lookupPath(path);
-        if (node === undefined) throw new NotFoundError(`no such file or directory in the archive: ${path}`, { file: name });
+        if (node === undefined) throw new NotFoundError(`no such file or directory in the archive: ${path}`, { file: name, errorCode: 'path-not-found' });
         const rows =
           node.kind === 'directory'
             ? await Promise.all(((await node.readdir?.()) ?? []).map((c) => row(c.name, c.node)))

@@ -29,13 +29,12 @@ import { ChunkReader } from '../../chunks/chunk-reader.js';
 import { inlineChunkDecoder, type ChunkDecoder, type PipelinedDecoder } from '../../chunks/chunk-decoder.js';
 import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
 import { CryptConfig } from '../../crypto/crypt-config.js';
-import { loadKeyFile } from '../../crypto/key-config.js';
 import { childProcessEnv, getPassphrase } from '../../crypto/passphrase.js';
 import { PbsfsError, UsageError, fromSystemError, isPbsfsError } from '../../errors.js';
 import { HarvestBudget } from '../../pxar/metadata-harvest.js';
 import { checkMountpoint, mountCore, type MountedFs } from '../../fuse/mount.js';
 import { Snapshot } from '../../snapshot/snapshot.js';
-import { parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
+import { formatNamespace, formatSnapshotRef, parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
 import type { ChunkStore } from '../../store/chunk-store.js';
 import { locateRepository, openRepository } from '../../store/open-repository.js';
 import type { Repository } from '../../store/repository.js';
@@ -52,6 +51,9 @@ import { defaultCacheBytes } from '../../util/memory-share.js';
 import { decodeThreadsSetting } from '../decode-threads.js';
 import { KeySource } from '../snapshot-args.js';
 import type { S3Options } from '../../store/s3-config.js';
+import { existingDefaultKey, loadKeyFileArg } from '../key-file-arg.js';
+import { openRepositoryArg } from '../open-repositories.js';
+import { selectSnapshot } from '../snapshot-select.js';
 
 /**
  * The mount process keeps one thread-pool thread blocked reading /dev/fuse and reads chunk files
@@ -507,10 +509,16 @@ async function daemonize(plan: MountPlan, logFile: string | undefined): Promise<
   if (!outcome.ok) throw new ChildFailed(outcome.message ?? 'mount failed', outcome.exitCode ?? 1);
 }
 
+/** --keyfile, else (without --master-keyfile) the default key file if there is one. */
+function resolveKeyfile(keyfile: string | undefined, masterKeyfile: string | undefined): string | undefined {
+  if (keyfile !== undefined) return resolve(keyfile);
+  return masterKeyfile === undefined ? existingDefaultKey() : undefined;
+}
+
 export function register(program: Command): void {
   program
     .command('mount')
-    .description('mount a datastore, a snapshot or one archive read-only (FUSE; needs root)')
+    .description('mount a datastore, a snapshot or one archive read-only (FUSE: as root, or as a normal user through fusermount)')
     .argument('[args...]', '[SNAPSHOT [ARCHIVE]] MOUNTPOINT')
     .option('--cache-size <size>', 'memory for caches: decoded chunks, harvested metadata, small reads (bytes; suffixes K, M, G; default: an eighth of the available memory, 128M to 1G)')
     .option('--page-cache-max <size>', 'regular files larger than this bypass the kernel page cache and are read directly (faster streaming; small reads are cached by pbsfs)', '32M')
@@ -534,8 +542,16 @@ export function register(program: Command): void {
         const g = globalOptions(cmd);
         if (args.length < 1 || args.length > 3) throw new UsageError('usage: pbsfs mount [SNAPSHOT [ARCHIVE]] MOUNTPOINT');
         const mountpoint = checkMountpoint(args[args.length - 1]!);
-        const snapshot = args.length >= 2 ? args[0] : undefined;
-        if (snapshot !== undefined) parseSnapshotRef(snapshot); // syntax errors now, not in the child
+        const snapshotArg = args.length >= 2 ? args[0] : undefined;
+        // `latest`, a group or an `ns/...` prefix: resolved here, so the child gets one snapshot.
+        let snapshot: string | undefined;
+        let ns = g.ns;
+        if (snapshotArg !== undefined) {
+          const repo = await openRepositoryArg(g);
+          const sel = await selectSnapshot(repo, parseNamespace(g.ns ?? ''), snapshotArg);
+          snapshot = formatSnapshotRef(sel.ref);
+          ns = sel.ns.length > 0 ? formatNamespace(sel.ns) : undefined;
+        }
         const readahead = Number(opts.readahead);
         if (!Number.isInteger(readahead) || readahead < 0 || readahead > 64) {
           throw new UsageError(`--readahead must be a whole number from 0 to 64, got ${JSON.stringify(opts.readahead)}`);
@@ -544,8 +560,8 @@ export function register(program: Command): void {
         const pageCacheMaxFileBytes = parseSize(opts.pageCacheMax);
         const plan: MountPlan = {
           repository: localPathsResolved(requireRepository(g)),
-          ns: g.ns,
-          keyfile: g.keyfile !== undefined ? resolve(g.keyfile) : undefined,
+          ns,
+          keyfile: resolveKeyfile(g.keyfile, g.masterKeyfile),
           masterKeyfile: g.masterKeyfile !== undefined ? resolve(g.masterKeyfile) : undefined,
           snapshot,
           archive: args.length === 3 ? args[1] : undefined,
@@ -565,7 +581,7 @@ export function register(program: Command): void {
           ...(g.s3 ? { s3: g.s3 } : {}),
         };
         // The key is unlocked here, on the user's terminal; the child gets the result.
-        if (plan.keyfile !== undefined) plan.keyHex = (await loadKeyFile(plan.keyfile)).crypt.encKey.toString('hex');
+        if (plan.keyfile !== undefined) plan.keyHex = (await loadKeyFileArg(plan.keyfile)).crypt.encKey.toString('hex');
         if (plan.masterKeyfile !== undefined) plan.masterPassphrase = await getPassphrase({ prompt: 'Master Key Password: ' });
         if (opts.foreground) {
           const r = await runMount(plan, () =>

@@ -6,7 +6,13 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { restorePxar, type RestoreProgress } from '../../restore/restore.js';
-import { UsageError } from '../../errors.js';
+import { createWriteStream, openSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { UsageError, fromSystemError } from '../../errors.js';
+import type { ReadAt } from '../../io/read-at.js';
+import { PxarAccessor } from '../../pxar/accessor.js';
+import { writePxarTar } from '../../restore/tar-writer.js';
+import { OutputClosed, writeWithBackpressure } from '../stream-out.js';
 import { formatBytes } from '../../util/bytes.js';
 import { action, globalOptions, isInteractive, printResult } from '../context.js';
 import { openSnapshotPxar } from '../pxar-hooks.js';
@@ -15,9 +21,38 @@ import { ALLOW_DAMAGED_HELP, finishDamageReport, startDamageReport, withDamageNo
 
 interface RestoreCliOptions {
   path?: string;
+  format?: string;
   xattrs: boolean;
   allowDamaged?: boolean;
   deviceNodes?: boolean;
+}
+
+/** TARGET `-` or --format tar: one file raw, or a directory as tar, to stdout or a new file. */
+async function restoreAsStream(archive: ReadAt, payload: ReadAt | undefined, target: string, path: string | undefined): Promise<void> {
+  let out: Writable = process.stdout;
+  if (target !== '-') {
+    try {
+      // wx: never replace an existing file.
+      out = createWriteStream('', { fd: openSync(target, 'wx', 0o600) });
+    } catch (e) {
+      throw fromSystemError(e, target, 'cannot create the tar file');
+    }
+  } else out.on('error', () => undefined);
+  const write = (b: Buffer): Promise<void> => writeWithBackpressure(out, b);
+  try {
+    const acc = await PxarAccessor.open(archive, payload);
+    const start = path === undefined ? acc.root() : await acc.requirePath(path);
+    if (target === '-' && start.kind === 'file') {
+      for await (const b of acc.stream(start)) await write(b);
+    } else {
+      const s = await writePxarTar(archive, payload, write, path);
+      for (const w of s.warnings) process.stderr.write(`pbsfs: warning: ${w}\n`);
+    }
+  } catch (e) {
+    if (!(e instanceof OutputClosed)) throw e;
+  } finally {
+    if (out !== process.stdout) await new Promise<void>((r) => out.end(() => r()));
+  }
 }
 
 export function register(program: Command): void {
@@ -28,6 +63,7 @@ export function register(program: Command): void {
     .argument('<archive>', 'file archive: root.pxar, root.pxar.didx or root.mpxar.didx')
     .argument('<target>', 'directory to restore into (created if missing; existing files are never replaced)')
     .option('--path <path>', 'restore only this path of the archive, as TARGET/<its name>')
+    .option('--format <format>', 'dir (default), or tar: a pax tar stream into the file TARGET ("-": stdout, where a directory is tar and one file is its raw bytes)')
     .option('--no-xattrs', 'do not restore xattrs, ACLs and file capabilities')
     .option('--device-nodes', 'create character and block device nodes (root only; skipped with a warning by default)')
     .option('--allow-damaged', ALLOW_DAMAGED_HELP)
@@ -43,9 +79,19 @@ export function register(program: Command): void {
         if (opts.deviceNodes && process.getuid?.() !== 0) {
           throw new UsageError('--device-nodes needs root: only root can create device nodes');
         }
+        const format = opts.format ?? (target === '-' ? 'tar' : 'dir');
+        if (format !== 'dir' && format !== 'tar') {
+          throw new UsageError(`--format must be dir or tar, got ${JSON.stringify(format)}`, { errorCode: 'option-invalid' });
+        }
+        if (format === 'dir' && target === '-') throw new UsageError('--format dir needs a directory as TARGET, not "-"', { errorCode: 'option-invalid' });
         const damage = startDamageReport(opts.allowDamaged);
         const { snapshot } = await openSnapshotArg(g, snapshotArg, damage !== undefined ? { damage } : {});
         const src = await openSnapshotPxar(snapshot, archive);
+        if (format === 'tar') {
+          await restoreAsStream(src.archive, src.payload, target, opts.path);
+          if (damage !== undefined) finishDamageReport(g, damage);
+          return;
+        }
         let bar: cliProgress.SingleBar | undefined;
         let last = 0;
         const onProgress = (p: RestoreProgress): void => {

@@ -10,9 +10,10 @@ import type { ChunkDecoder } from '../../chunks/chunk-decoder.js';
 import { WorkerPoolDecoder } from '../../chunks/worker-pool-decoder.js';
 import { IntegrityError, isPbsfsError } from '../../errors.js';
 import { verifySnapshot, countSnapshotChunks, type SnapshotVerifyResult } from '../../snapshot/verify.js';
-import { parseSnapshotRef, snapshotRelPath, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
+import { snapshotRelPath, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
 import { action, globalOptions, isInteractive, printResult } from '../context.js';
 import { KeySource, namespaceOf, openDatastore } from '../snapshot-args.js';
+import { selectSnapshot } from '../snapshot-select.js';
 import { decodeThreadsSetting } from '../decode-threads.js';
 
 function describeFile(f: SnapshotVerifyResult['files'][number]): string {
@@ -53,7 +54,7 @@ export function register(program: Command): void {
         const targets: { ns: Namespace; ref: SnapshotRef }[] = [];
         const skipped: string[] = [];
         if (snapshotArg !== undefined) {
-          targets.push({ ns, ref: parseSnapshotRef(snapshotArg) });
+          targets.push(await selectSnapshot(ds, ns, snapshotArg));
         } else {
           for (const n of [ns, ...(await ds.listNamespaces(ns))]) {
             for (const s of await ds.listSnapshots(n)) {
