@@ -10,7 +10,7 @@ const opened = new Set<Repository>();
 
 /** Opens the command's repository; closeRepositories() closes it when the command is over. */
 export async function openRepositoryArg(g: GlobalOptions, opts: RepositoryOptions = {}): Promise<Repository> {
-  const repo = await openRepository(requireRepository(g), opts);
+  const repo = await openRepository(requireRepository(g), { ...(g.fingerprint !== undefined ? { fingerprint: g.fingerprint } : {}), ...opts });
   opened.add(repo);
   return repo;
 }

@@ -9,6 +9,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UnsupportedError, UsageError } from '../errors.js';
 import { LocalDatastore } from './local-datastore.js';
+import { PbsRepository, type PbsRepositoryOptions } from './pbs-repository.js';
 import type { Repository } from './repository.js';
 
 export type RepositoryLocation =
@@ -17,7 +18,7 @@ export type RepositoryLocation =
   | { kind: 'pbs'; spec: string };
 
 /** Options a backend may need beyond the repository string (each backend reads its own). */
-export interface RepositoryOptions {
+export interface RepositoryOptions extends PbsRepositoryOptions {
   /** Expected SHA-256 fingerprint of the server certificate (`--fingerprint`). */
   fingerprint?: string;
   /** Environment to read secrets and defaults from (default process.env). */
@@ -42,7 +43,7 @@ export function locateRepository(spec: string): RepositoryLocation {
 }
 
 /** Opens the backend a repository string names. */
-export async function openRepository(spec: string, _opts: RepositoryOptions = {}): Promise<Repository> {
+export async function openRepository(spec: string, opts: RepositoryOptions = {}): Promise<Repository> {
   const loc = locateRepository(spec);
   switch (loc.kind) {
     case 'local':
@@ -50,6 +51,6 @@ export async function openRepository(spec: string, _opts: RepositoryOptions = {}
     case 's3':
       throw new UnsupportedError(`repository ${JSON.stringify(spec)} is an S3 bucket; this build reads datastore directories`);
     case 'pbs':
-      throw new UnsupportedError(`repository ${JSON.stringify(spec)} names a PBS server; this build reads datastore directories`);
+      return PbsRepository.open(loc.spec, opts);
   }
 }
