@@ -16,6 +16,8 @@ export interface GlobalOptions {
   /** Namespace, `a/b` form; undefined = root namespace. */
   ns: string | undefined;
   keyfile: string | undefined;
+  /** Pinned SHA-256 fingerprint of a PBS server's certificate (--fingerprint). */
+  fingerprint?: string | undefined;
   masterKeyfile: string | undefined;
   outputFormat: OutputFormat;
   debug: boolean;
@@ -30,6 +32,7 @@ export function addGlobalOptions(program: Command): Command {
   return program
     .option('--repository <repo>', 'datastore directory, [[AUTHID@]HOST[:PORT]:]STORE or s3://BUCKET/STORE (env PBS_REPOSITORY)')
     .option('--ns <namespace>', 'namespace, e.g. dev or dev/sub')
+    .option('--fingerprint <sha256>', "PBS server certificate's SHA-256 fingerprint aa:bb:… to pin (env PBS_FINGERPRINT)")
     .option('--keyfile <file>', 'encryption key file (passphrase from PBS_ENCRYPTION_PASSWORD[_FILE|_FD|_CMD] or a prompt)')
     .option('--master-keyfile <pem>', 'RSA master private key: recover the key from the snapshot (rsa-encrypted.key.blob)')
     .option('--output-format <format>', 'text, json or json-pretty (env PROXMOX_OUTPUT_FORMAT; default text)')
@@ -56,6 +59,7 @@ export function globalOptions(cmd: Command): GlobalOptions {
     repository: repo === '' ? undefined : repo,
     ns: normaliseNs(o.ns as string | undefined),
     keyfile: o.keyfile as string | undefined,
+    fingerprint: o.fingerprint as string | undefined,
     masterKeyfile: o.masterKeyfile as string | undefined,
     outputFormat: fmt,
     debug: Boolean(o.debug),

@@ -10,7 +10,11 @@ const opened = new Set<Repository>();
 
 /** Opens the command's repository; closeRepositories() closes it when the command is over. */
 export async function openRepositoryArg(g: GlobalOptions, opts: RepositoryOptions = {}): Promise<Repository> {
-  const repo = await openRepository(requireRepository(g), { ...(g.s3 ? { s3: g.s3 } : {}), ...opts });
+  const repo = await openRepository(requireRepository(g), {
+    ...(g.s3 ? { s3: g.s3 } : {}),
+    ...(g.fingerprint !== undefined ? { fingerprint: g.fingerprint } : {}),
+    ...opts,
+  });
   opened.add(repo);
   return repo;
 }

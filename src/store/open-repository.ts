@@ -9,6 +9,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UnsupportedError, UsageError } from '../errors.js';
 import { LocalDatastore } from './local-datastore.js';
+import { PbsRepository, type PbsRepositoryOptions } from './pbs-repository.js';
 import type { Repository } from './repository.js';
 import { S3Repository, type S3RepositoryOptions } from './s3-repository.js';
 
@@ -18,7 +19,7 @@ export type RepositoryLocation =
   | { kind: 'pbs'; spec: string };
 
 /** Options a backend may need beyond the repository string (each backend reads its own). */
-export interface RepositoryOptions {
+export interface RepositoryOptions extends PbsRepositoryOptions {
   /** Expected SHA-256 fingerprint of the server certificate (`--fingerprint`). */
   fingerprint?: string;
   /** Environment to read secrets and defaults from (default process.env). */
@@ -53,6 +54,6 @@ export async function openRepository(spec: string, opts: RepositoryOptions = {})
     case 's3':
       return S3Repository.open(loc.url, { ...opts.s3, ...(opts.env ? { env: opts.env } : {}) });
     case 'pbs':
-      throw new UnsupportedError(`repository ${JSON.stringify(spec)} names a PBS server; this build reads datastore directories`);
+      return PbsRepository.open(loc.spec, opts);
   }
 }

@@ -37,6 +37,8 @@ import { Snapshot } from '../../snapshot/snapshot.js';
 import { formatNamespace, formatSnapshotRef, parseNamespace, parseSnapshotRef, type Namespace, type SnapshotRef } from '../../store/backup-ref.js';
 import type { ChunkStore } from '../../store/chunk-store.js';
 import { locateRepository, openRepository } from '../../store/open-repository.js';
+import { parsePbsAddress } from '../../store/pbs/address.js';
+import { pinnedFingerprint, secretReader } from '../../store/pbs/credentials.js';
 import type { Repository } from '../../store/repository.js';
 import { parseSize, formatBytes, isAllZero } from '../../util/bytes.js';
 import { VfsCore } from '../../vfs/core.js';
@@ -105,6 +107,10 @@ export interface MountPlan {
   masterPassphrase?: string;
   /** Endpoint, region and addressing of an s3:// repository. */
   s3?: S3Options;
+  /** A PBS server's password or API token secret, read on the user's terminal. */
+  serverSecret?: string;
+  /** The pinned fingerprint of a PBS server's certificate. */
+  fingerprint?: string;
 }
 
 interface MountCliOptions {
@@ -269,7 +275,11 @@ interface BuiltRoot {
 async function buildRoot(plan: MountPlan): Promise<BuiltRoot> {
   // Each zero-filled range is logged as it happens (stderr: the terminal, or the daemon's log).
   const damage = plan.allowDamaged ? new DamageReport((e) => process.stderr.write(`pbsfs: damaged: ${formatDamageEntry(e)}\n`)) : undefined;
-  const ds = await openRepository(plan.repository, plan.s3 ? { s3: plan.s3 } : {});
+  const ds = await openRepository(plan.repository, {
+    ...(plan.s3 ? { s3: plan.s3 } : {}),
+    ...(plan.serverSecret !== undefined ? { secret: plan.serverSecret } : {}),
+    ...(plan.fingerprint !== undefined ? { fingerprint: plan.fingerprint } : {}),
+  });
   const ns: Namespace = parseNamespace(plan.ns ?? '');
   const budget = cacheBudget(plan.cacheBytes);
   const readers = new Readers(budget.chunks, plan.decodeThreads);
@@ -583,6 +593,14 @@ export function register(program: Command): void {
         // The key is unlocked here, on the user's terminal; the child gets the result.
         if (plan.keyfile !== undefined) plan.keyHex = (await loadKeyFileArg(plan.keyfile)).crypt.encKey.toString('hex');
         if (plan.masterKeyfile !== undefined) plan.masterPassphrase = await getPassphrase({ prompt: 'Master Key Password: ' });
+        const server = locateRepository(plan.repository);
+        if (server.kind === 'pbs') {
+          // Read here, where the terminal is: the daemon gets neither our environment's secrets nor a prompt.
+          const { authId } = parsePbsAddress(server.spec);
+          plan.serverSecret = await secretReader(authId, process.env, process.stdin.isTTY === true)();
+          const fp = await pinnedFingerprint(g.fingerprint, process.env);
+          if (fp !== undefined) plan.fingerprint = fp;
+        }
         if (opts.foreground) {
           const r = await runMount(plan, () =>
             process.stderr.write(
