@@ -196,19 +196,24 @@ export interface KernelAttr {
   uid: number;
   gid: number;
   rdev: number;
+  /** Where the source keeps them (a filesystem in a disk image); else they mirror mtime. */
+  atimeSec?: number;
+  atimeNsec?: number;
+  ctimeSec?: number;
+  ctimeNsec?: number;
 }
 
-/** Writes a fuse_attr at `off`. atime and ctime mirror mtime (a backup has only mtime). */
+/** Writes a fuse_attr at `off`. atime and ctime mirror mtime unless given (pxar has only mtime). */
 export function encodeAttr(b: Buffer, off: number, a: KernelAttr): void {
   writeU64(b, a.ino, off);
   writeU64(b, a.size, off + 8);
   writeU64(b, a.blocks, off + 16);
-  writeI64(b, a.mtimeSec, off + 24);
+  writeI64(b, a.atimeSec ?? a.mtimeSec, off + 24);
   writeI64(b, a.mtimeSec, off + 32);
-  writeI64(b, a.mtimeSec, off + 40);
-  b.writeUInt32LE(a.mtimeNsec, off + 48);
+  writeI64(b, a.ctimeSec ?? a.mtimeSec, off + 40);
+  b.writeUInt32LE(a.atimeSec !== undefined ? (a.atimeNsec ?? 0) : a.mtimeNsec, off + 48);
   b.writeUInt32LE(a.mtimeNsec, off + 52);
-  b.writeUInt32LE(a.mtimeNsec, off + 56);
+  b.writeUInt32LE(a.ctimeSec !== undefined ? (a.ctimeNsec ?? 0) : a.mtimeNsec, off + 56);
   b.writeUInt32LE(a.mode >>> 0, off + 60);
   b.writeUInt32LE(a.nlink >>> 0, off + 64);
   b.writeUInt32LE(a.uid >>> 0, off + 68);

@@ -4,7 +4,8 @@
  *   root.pxar.didx                 -> directory `root.pxar` (the archive's tree)
  *   root.mpxar.didx + .ppxar.didx  -> directory `root.pxar` too (the split pair shown once, under
  *                                     the name a single-stream archive would have)
- *   drive-scsi0.img.fidx           -> file `drive-scsi0.img` of the image's exact size
+ *   drive-scsi0.img.fidx           -> file `drive-scsi0.img` of the image's exact size, and
+ *                                     directory `drive-scsi0.img.d` of its volumes (disk-tree.ts)
  *   other .didx / .fidx            -> file named without the extension (the decoded stream)
  *   qemu-server.conf.blob          -> file `qemu-server.conf` (decoded)
  *
@@ -19,6 +20,7 @@ import type { VfsDirEntry, VfsFileHandle, VfsNode, VfsStat } from './types.js';
 import { LazyDir, ReadAtFile, S_IFDIR, S_IFREG, allocVirtualIno, type NodeTimes } from './virtual-nodes.js';
 import type { ReadAt } from '../io/read-at.js';
 import { NotFoundError } from '../errors.js';
+import { imageVolumesDir, type DiskTreeOptions } from './disk-tree.js';
 
 /**
  * A directory that stands for a tree opened on first use (an archive). Its own attributes are
@@ -172,8 +174,14 @@ export interface SnapshotEntry {
   node: VfsNode;
 }
 
+/** `NAME.img.d`: the volumes of the image archive `filename` (a .img.fidx). */
+export function imageVolumesEntry(snapshot: Snapshot, filename: string, diskOpts: DiskTreeOptions = {}): SnapshotEntry {
+  const open = async (): Promise<ReadAt> => (await snapshot.openIndex(filename)).readAt;
+  return { name: `${filename.slice(0, -5)}.d`, node: imageVolumesDir(open, { mtimeSec: snapshot.ref.time }, diskOpts) };
+}
+
 /** One entry per archive of the snapshot (see the header comment for the names). */
-export function snapshotEntries(snapshot: Snapshot, treeOpts: PxarTreeOptions = {}): SnapshotEntry[] {
+export function snapshotEntries(snapshot: Snapshot, treeOpts: PxarTreeOptions = {}, diskOpts: DiskTreeOptions = {}): SnapshotEntry[] {
   const times: NodeTimes = { mtimeSec: snapshot.ref.time };
   const out: SnapshotEntry[] = [];
   const seen = new Set<string>();
@@ -197,6 +205,7 @@ export function snapshotEntries(snapshot: Snapshot, treeOpts: PxarTreeOptions = 
       out.push({ name: label, node: registerInodeDomain(dir, source) });
     } else if (fn.endsWith('.fidx') || fn.endsWith('.didx')) {
       out.push({ name: fn.slice(0, -5), node: indexFileNode(snapshot, fn, f.size) });
+      if (fn.endsWith('.img.fidx')) out.push(imageVolumesEntry(snapshot, fn, diskOpts));
     } else if (fn.endsWith('.blob')) {
       out.push({ name: fn.slice(0, -5), node: new BlobFile(snapshot, fn) });
     }
@@ -227,7 +236,8 @@ export async function archiveRoot(snapshot: Snapshot, archive: string, treeOpts:
   }
   if (/\.(pxar|mpxar|ppxar)\.didx$/.test(filename)) return openArchiveTree(snapshot, filename, treeOpts);
   const label = filename.slice(0, -5);
-  const wanted = snapshotEntries(snapshot).find((e) => e.name === label);
-  if (wanted === undefined) throw new NotFoundError(`snapshot has no archive ${JSON.stringify(archive)}`, { file: snapshot.path });
-  return new LazyDir(async () => [{ name: Buffer.from(wanted.name), node: wanted.node }], { mtimeSec: snapshot.ref.time });
+  // An image comes with its volumes directory.
+  const wanted = snapshotEntries(snapshot).filter((e) => e.name === label || (filename.endsWith('.img.fidx') && e.name === `${label}.d`));
+  if (wanted.length === 0) throw new NotFoundError(`snapshot has no archive ${JSON.stringify(archive)}`, { file: snapshot.path });
+  return new LazyDir(async () => wanted.map((w) => ({ name: Buffer.from(w.name), node: w.node })), { mtimeSec: snapshot.ref.time });
 }

@@ -26,6 +26,13 @@ export interface VfsStat {
   mtimeNsec: number;
   /** Device number for char/block devices (Linux dev_t encoding), else 0. */
   rdev: number;
+  /** atime, ctime and creation time where the source keeps them (filesystems in disk images). */
+  atimeSec?: number;
+  atimeNsec?: number;
+  ctimeSec?: number;
+  ctimeNsec?: number;
+  crtimeSec?: number;
+  crtimeNsec?: number;
 }
 
 export interface VfsDirEntry {

@@ -102,7 +102,7 @@ describe('disk images through the kernel', () => {
     const v = imageVector(plainVm);
     const mp = await mount(['--repository', datastoreDir, 'mount', plainVm.path, 'drive-scsi0.img', 'MP']);
     const img = join(mp, 'drive-scsi0.img');
-    expect((await fsp.readdir(mp)).sort()).toEqual(['drive-scsi0.img']);
+    expect((await fsp.readdir(mp)).sort()).toEqual(['drive-scsi0.img', 'drive-scsi0.img.d']);
     const ref = (await runCli(['--repository', datastoreDir, 'cat', plainVm.path, 'drive-scsi0.img'])).stdout;
     expect(createHash('sha256').update(ref).digest('hex')).toBe(v.image_sha256);
     const readers = Array.from({ length: 16 }, async (_, r) => {
