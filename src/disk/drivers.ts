@@ -4,10 +4,13 @@
  * every reader in turn.
  */
 import type { ReadAt } from '../io/read-at.js';
+import { exfatDriver } from './exfat/index.js';
+import { ext4Driver } from './ext4/index.js';
+import { fatDriver } from './fat/index.js';
 import type { Filesystem, FilesystemDriver, FilesystemOpenOptions } from './filesystem.js';
 
 /** Every reader, in probe order. */
-export const FILESYSTEM_DRIVERS: FilesystemDriver[] = [];
+export const FILESYSTEM_DRIVERS: FilesystemDriver[] = [ext4Driver, exfatDriver, fatDriver];
 
 /** The driver whose superblock `src` starts with, if any. */
 export async function findDriver(src: ReadAt, drivers: readonly FilesystemDriver[] = FILESYSTEM_DRIVERS): Promise<FilesystemDriver | undefined> {
