@@ -84,7 +84,7 @@ export const FIXTURES: Fixture[] = [
   {
     name: 'missing chunk',
     error: NotFoundError,
-    exit: 4,
+    exit: 3, // chunk-missing: damaged data, not a name the user got wrong
     message: /no such file|missing|not found/i,
     names: () => [archive, damagedChunk.digest, chunkRel(damagedChunk.digest)],
     damage: (root) => rm(chunkPath(root, damagedChunk.digest)),
